@@ -1,0 +1,1 @@
+"""The actors: thin pykka adapters around pure decision code."""

@@ -1,0 +1,133 @@
+"""The scheduler's decisions, as pure functions over its state.
+
+No threads, no I/O: given the state and a command, return the events that
+record the decision. The SchedulerActor applies them and does the I/O.
+A run is identified by ``(adw_id, workflow_type)``: ADW runs the stages of
+one piece of work (plan, build, ...) under one adw_id.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from actors.catalogue import WorkflowSpec, logs_path
+from events.domain import RunQueued, TriggerDeduplicated, TriggerRejected
+from events.errors import ErrorCode
+from events.wire import TriggerWorkflowData
+
+RunKey = tuple[str, str]
+
+
+@dataclass
+class SchedulerState:
+    """What the scheduler knows: active runs, the FIFO queue, what runs now."""
+
+    active: dict[RunKey, RunQueued] = field(default_factory=dict)
+    queue: deque[RunKey] = field(default_factory=deque)
+    running: set[RunKey] = field(default_factory=set)
+
+    def enqueue(self, run: RunQueued) -> None:
+        """Record an accepted run as waiting."""
+        key = (run.adw_id, run.workflow_type)
+        self.active[key] = run
+        self.queue.append(key)
+
+    def start(self, key: RunKey) -> None:
+        """Move a waiting run to running."""
+        self.queue.remove(key)
+        self.running.add(key)
+
+    def finish(self, key: RunKey) -> None:
+        """Forget a run that reached its terminal status."""
+        self.running.discard(key)
+        if key in self.queue:
+            self.queue.remove(key)
+        self.active.pop(key, None)
+
+
+def decide_trigger(
+    state: SchedulerState,
+    trigger: TriggerWorkflowData,
+    *,
+    catalogue: Mapping[str, WorkflowSpec],
+    data_dir: Path,
+    max_queue: int,
+    connection_id: str | None,
+    new_adw_id: str,
+) -> RunQueued | TriggerDeduplicated | TriggerRejected:
+    """Admit, deduplicate or reject one trigger."""
+    adw_id = trigger.adw_id or new_adw_id
+    workflow_type = trigger.workflow_type
+    if workflow_type not in catalogue:
+        allowed = sorted(catalogue)
+        return TriggerRejected(
+            error=ErrorCode.VALIDATION_ERROR,
+            message=(f"Unknown workflow_type {workflow_type!r}. Use one of: {', '.join(allowed)}."),
+            adw_id=adw_id,
+            workflow_type=workflow_type,
+            details={"field": "data.workflow_type", "allowed": allowed},
+            connection_id=connection_id,
+        )
+    key = (adw_id, workflow_type)
+    existing = state.active.get(key)
+    if existing is not None:
+        # Clients re-send queued triggers after a reconnect: answer as before.
+        return TriggerDeduplicated(
+            adw_id=adw_id,
+            workflow_type=workflow_type,
+            logs_path=existing.logs_path,
+            connection_id=connection_id,
+        )
+    if len(state.queue) >= max_queue:
+        return TriggerRejected(
+            error=ErrorCode.UNAVAILABLE,
+            message=(
+                f"The queue is full ({max_queue} runs waiting). Try again when runs "
+                "have finished, or raise max_queue."
+            ),
+            adw_id=adw_id,
+            workflow_type=workflow_type,
+            details={"queue_length": len(state.queue), "max_queue": max_queue},
+            connection_id=connection_id,
+        )
+    return RunQueued(
+        adw_id=adw_id,
+        workflow_type=workflow_type,
+        logs_path=str(logs_path(data_dir, adw_id, workflow_type)),
+        issue_number=str(trigger.issue_number or ""),
+        model_set=trigger.model_set,
+        trigger_reason=trigger.trigger_reason or "",
+        issue_type=trigger.issue_type,
+        issue_json=trigger.issue_json,
+        stages=trigger.stages,
+        config=trigger.config,
+        connection_id=connection_id,
+    )
+
+
+def runs_to_start(
+    state: SchedulerState, *, catalogue: Mapping[str, WorkflowSpec], max_concurrent: int
+) -> list[RunKey]:
+    """The waiting runs to start now, in FIFO order.
+
+    At most ``max_concurrent`` run at once, and at most a type's own limit of
+    that type. Two runs of one adw_id never run together (they share a work
+    directory); a run held back for that keeps its place for later.
+    """
+    chosen: list[RunKey] = []
+    running = set(state.running)
+    for key in state.queue:
+        if len(running) >= max_concurrent:
+            break
+        adw_id, workflow_type = key
+        if any(r[0] == adw_id for r in running):
+            continue
+        limit = catalogue[workflow_type].max_concurrent if workflow_type in catalogue else 0
+        if limit and sum(1 for r in running if r[1] == workflow_type) >= limit:
+            continue
+        chosen.append(key)
+        running.add(key)
+    return chosen

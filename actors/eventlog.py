@@ -1,0 +1,80 @@
+"""EventLogActor: the single writer of the event log.
+
+Appends queue up as pending; the first one of a group tells the actor a
+:class:`Flush`, which lands behind every append already in the inbox. So one
+transaction commits whatever queued while the previous commit ran (group
+commit), with no timer and no reach into pykka's inbox. After the commit
+the batch goes to every subscriber in seq order: persist, then publish.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import pykka
+
+from actors.messages import Append, Flush
+from events.errors import StoreError
+from events.store import EventStore, NewEvent, StoredEvent
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[Sequence[StoredEvent]], None]
+
+
+class EventLogActor(pykka.ThreadingActor):
+    """Owns the write connection; commits in groups; publishes committed batches."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        subscribers: Sequence[Subscriber] = (),
+        on_fatal: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._store = store
+        self._subscribers = list(subscribers)
+        self._pending: list[NewEvent] = []
+        self._on_fatal = on_fatal
+
+    def on_receive(self, message: object) -> object:
+        """Queue appends; commit and publish on Flush."""
+        if isinstance(message, Append):
+            if not self._pending:
+                self.actor_ref.tell(Flush())
+            self._pending.extend(message.events)
+        elif isinstance(message, Flush):
+            self._flush()
+        return None
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Receive every batch committed from now on (call through a proxy)."""
+        self._subscribers.append(subscriber)
+
+    def last_seq(self) -> int:
+        """The seq of the newest committed event, after committing what is pending."""
+        self._flush()
+        return self._store.last_seq()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        try:
+            stored = self._store.append(batch)
+        except StoreError as exc:
+            # A log that cannot be written cannot keep any promise: stop the service.
+            log.critical("%s", exc)
+            if self._on_fatal is not None:
+                self._on_fatal(exc)
+            raise
+        for subscriber in self._subscribers:
+            try:
+                subscriber(stored)
+            except Exception:
+                log.exception("subscriber %r failed on seq %d..", subscriber, stored[0].seq)
+
+    def on_stop(self) -> None:
+        """Commit whatever is still pending before the actor ends."""
+        self._flush()

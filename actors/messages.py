@@ -1,0 +1,81 @@
+"""Messages between actors: frozen Structs, one per intent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from msgspec import Struct
+
+from events.store import NewEvent
+from events.wire import CancelWorkflowData, TriggerWorkflowData
+
+Send = Callable[[bytes], None]
+
+
+class Append(Struct, frozen=True):
+    """EventLogActor: commit these events (in this order) with the next group."""
+
+    events: Sequence[NewEvent]
+
+
+class Flush(Struct, frozen=True):
+    """EventLogActor (to itself): commit what is pending and publish it."""
+
+
+class Inbound(Struct, frozen=True):
+    """ConnectionActor: a frame the client sent."""
+
+    frame: bytes | str
+
+
+class Trigger(Struct, frozen=True):
+    """SchedulerActor: a validated trigger from a connection."""
+
+    data: TriggerWorkflowData
+    connection_id: str
+    principal: str
+
+
+class Cancel(Struct, frozen=True):
+    """SchedulerActor: cancel a queued or running run of an adw_id."""
+
+    data: CancelWorkflowData
+    connection_id: str
+    principal: str
+    reply: Send
+
+
+class RunEnded(Struct, frozen=True):
+    """SchedulerActor: a run reached its terminal status; its slot is free."""
+
+    adw_id: str
+    workflow_type: str
+
+
+class Progress(Struct, frozen=True):
+    """WorkflowActor: a progress line from the child."""
+
+    progress_percent: int | None
+    current_step: str | None
+    message: str | None
+
+
+class Exited(Struct, frozen=True):
+    """WorkflowActor: the child exited with this status."""
+
+    returncode: int
+
+
+class Stop(Struct, frozen=True):
+    """WorkflowActor: stop the child (cancel or timeout), SIGKILL after the grace."""
+
+    reason: str
+    cancelled: bool = False
+
+
+class Kill(Struct, frozen=True):
+    """WorkflowActor: the grace period after SIGTERM ran out."""
+
+
+Message = Any  # pykka delivers any object; handlers match on the classes above

@@ -1,0 +1,187 @@
+"""SchedulerActor: admits triggers, keeps the FIFO queue, starts runs.
+
+A thin adapter over :mod:`actors.admission`: receive, decide, apply the
+decision to its own state, append it to the log, and start WorkflowActors
+for the runs that fit under ``max_concurrent``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pykka
+
+from actors.admission import RunKey, SchedulerState, decide_trigger, runs_to_start
+from actors.catalogue import WorkflowSpec, plan_launch
+from actors.messages import Append, Cancel, RunEnded, Stop, Trigger
+from actors.workflow import WorkflowActor
+from events.codec import encode
+from events.domain import (
+    RunFailed,
+    RunQueued,
+    TriggerDeduplicated,
+    connection_stream,
+    workflow_stream,
+)
+from events.errors import ErrorCode
+from events.store import NewEvent
+from events.wire import Error, ErrorData
+
+log = logging.getLogger(__name__)
+
+
+def new_adw_id() -> str:
+    """Eight lowercase hex characters, as ADW run ids are."""
+    return secrets.token_hex(4)
+
+
+class SchedulerActor(pykka.ThreadingActor):
+    """Owns the queue and the running set; the only starter of runs."""
+
+    def __init__(
+        self,
+        *,
+        event_log: pykka.ActorRef[pykka.Actor],
+        catalogue: Mapping[str, WorkflowSpec],
+        data_dir: Path,
+        project_dir: Path,
+        python: str,
+        max_concurrent: int,
+        max_queue: int,
+        grace_s: float,
+        recovered: list[RunQueued] | None = None,
+        id_factory: Callable[[], str] = new_adw_id,
+    ) -> None:
+        super().__init__()
+        self._log = event_log
+        self._catalogue = dict(catalogue)
+        self._data_dir = data_dir
+        self._project_dir = project_dir
+        self._python = python
+        self._max_concurrent = max_concurrent
+        self._max_queue = max_queue
+        self._grace_s = grace_s
+        self._new_id = id_factory
+        self._state = SchedulerState()
+        self._workers: dict[RunKey, pykka.ActorRef[WorkflowActor]] = {}
+        for run in recovered or ():
+            self._state.enqueue(run)
+
+    def on_start(self) -> None:
+        """Start the runs recovered from the log, if there is room."""
+        self._start_runs()
+
+    def on_receive(self, message: object) -> object:
+        """Triggers, cancels and the end of runs."""
+        if isinstance(message, Trigger):
+            self._on_trigger(message)
+        elif isinstance(message, Cancel):
+            self._on_cancel(message)
+        elif isinstance(message, RunEnded):
+            key = (message.adw_id, message.workflow_type)
+            self._state.finish(key)
+            self._workers.pop(key, None)
+            self._start_runs()
+        return None
+
+    def on_stop(self) -> None:
+        """Stop every running workflow (each records its run as interrupted)."""
+        futures = [ref.stop(block=False) for ref in self._workers.values()]
+        for future in futures:
+            try:
+                future.get(timeout=self._grace_s + 10)  # type: ignore[union-attr]
+            except Exception:
+                log.exception("a workflow actor did not stop cleanly")
+        self._workers.clear()
+
+    def _on_trigger(self, message: Trigger) -> None:
+        decision = decide_trigger(
+            self._state,
+            message.data,
+            catalogue=self._catalogue,
+            data_dir=self._data_dir,
+            max_queue=self._max_queue,
+            connection_id=message.connection_id,
+            new_adw_id=self._new_id(),
+        )
+        if isinstance(decision, RunQueued | TriggerDeduplicated):
+            stream = workflow_stream(decision.adw_id)
+        else:
+            stream = connection_stream(message.connection_id)
+        self._log.tell(
+            Append([NewEvent(stream, decision, message.principal, message.connection_id)])
+        )
+        if isinstance(decision, RunQueued):
+            self._state.enqueue(decision)
+            self._start_runs()
+
+    def _on_cancel(self, message: Cancel) -> None:
+        adw_id, reason = message.data.adw_id, message.data.reason or "cancelled by a client"
+        keys = [key for key in self._state.active if key[0] == adw_id]
+        if not keys:
+            message.reply(
+                encode(
+                    Error(
+                        ErrorData(
+                            message=f"No queued or running run has adw_id {adw_id!r}; "
+                            "nothing to cancel.",
+                            code=ErrorCode.NOT_FOUND,
+                            details={"field": "data.adw_id", "adw_id": adw_id},
+                        )
+                    )
+                )
+            )
+            return
+        for key in keys:
+            worker = self._workers.get(key)
+            if worker is not None:
+                worker.tell(Stop(reason=f"cancelled: {reason}", cancelled=True))
+                continue
+            self._state.finish(key)
+            self._log.tell(
+                Append(
+                    [
+                        NewEvent(
+                            workflow_stream(adw_id),
+                            RunFailed(
+                                adw_id=adw_id,
+                                workflow_type=key[1],
+                                reason=f"cancelled before it started: {reason}",
+                                cancelled=True,
+                            ),
+                            message.principal,
+                            message.connection_id,
+                        )
+                    ]
+                )
+            )
+
+    def _start_runs(self) -> None:
+        for key in runs_to_start(
+            self._state, catalogue=self._catalogue, max_concurrent=self._max_concurrent
+        ):
+            self._state.start(key)
+            run = self._state.active[key]
+            plan = plan_launch(
+                self._catalogue[run.workflow_type],
+                python=self._python,
+                project_dir=self._project_dir,
+                data_dir=self._data_dir,
+                workflow_type=run.workflow_type,
+                adw_id=run.adw_id,
+                issue_number=run.issue_number,
+                model_set=run.model_set,
+                trigger_reason=run.trigger_reason,
+            )
+            self._workers[key] = WorkflowActor.start(
+                adw_id=run.adw_id,
+                workflow_type=run.workflow_type,
+                plan=plan,
+                event_log=self._log,
+                scheduler=self.actor_ref,
+                grace_s=self._grace_s,
+                correlation_id=run.connection_id or "",
+            )

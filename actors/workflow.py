@@ -1,0 +1,304 @@
+"""WorkflowActor: one run, one real child process in its own process group.
+
+The actor spawns the child, records what happens as events, and ends it on
+cancel, timeout or shutdown (SIGTERM to the group, SIGKILL after a grace
+period). A reader thread copies the child's stdout into the run's log and
+turns progress lines into messages; the child's stderr goes straight to the
+same log file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import pykka
+
+from actors.catalogue import LaunchPlan
+from actors.messages import Append, Exited, Kill, Progress, RunEnded, Stop
+from actors.progress import parse_progress_line
+from events.domain import (
+    DomainEvent,
+    RunCompleted,
+    RunFailed,
+    RunProgress,
+    RunStarted,
+    workflow_stream,
+)
+from events.store import NewEvent
+
+log = logging.getLogger(__name__)
+
+
+class WorkflowActor(pykka.ThreadingActor):
+    """Runs one workflow run from spawn to its one terminal event."""
+
+    def __init__(
+        self,
+        *,
+        adw_id: str,
+        workflow_type: str,
+        plan: LaunchPlan,
+        event_log: pykka.ActorRef[pykka.Actor],
+        scheduler: pykka.ActorRef[pykka.Actor],
+        grace_s: float,
+        principal: str = "system",
+        correlation_id: str = "",
+    ) -> None:
+        super().__init__()
+        self._adw_id = adw_id
+        self._workflow_type = workflow_type
+        self._plan = plan
+        self._log = event_log
+        self._scheduler = scheduler
+        self._grace_s = grace_s
+        self._principal = principal
+        self._correlation_id = correlation_id
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._started_at = 0.0
+        self._progress = 0
+        self._stop_reason: str | None = None
+        self._cancelled = False
+        self._ended = False
+        self._timers: list[threading.Timer] = []
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Spawn the child and record RunStarted (or RunFailed if it cannot start)."""
+        plan = self._plan
+        try:
+            Path(plan.work_dir).mkdir(parents=True, exist_ok=True)
+            log_path = Path(plan.logs_path)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_file = log_path.open("ab")
+        except OSError as exc:
+            self._end(RunFailed(**self._ids(), reason=f"could not create its log: {exc}"))
+            return
+        header = f"--- adwd: {' '.join(plan.argv)} (cwd {plan.cwd}) at {time.ctime()}\n"
+        log_file.write(header.encode())
+        log_file.flush()
+        self._started_at = time.monotonic()
+        try:
+            self._proc = subprocess.Popen(
+                plan.argv,
+                cwd=plan.cwd,
+                env=plan.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                start_new_session=True,  # own process group: a signal reaches its children
+            )
+        except OSError as exc:
+            log_file.write(f"--- adwd: could not start: {exc}\n".encode())
+            log_file.close()
+            self._end(
+                RunFailed(
+                    **self._ids(),
+                    reason=f"could not start {plan.argv[0]!r}: {exc.strerror or exc}. "
+                    "Check the workflow's argv and cwd in the config.",
+                )
+            )
+            return
+        self._append(RunStarted(**self._ids(), pid=self._proc.pid, argv=plan.argv, cwd=plan.cwd))
+        threading.Thread(
+            target=_pump,
+            args=(self._proc, log_file, self.actor_ref.tell),
+            name=f"adw-reader-{self._adw_id}",
+            daemon=True,
+        ).start()
+        if plan.timeout_s > 0:
+            self._later(plan.timeout_s, Stop(reason=f"timed out after {plan.timeout_s:g} s"))
+
+    def on_receive(self, message: object) -> object:
+        """Progress, exit, cancel/timeout and the kill after the grace period."""
+        if isinstance(message, Progress):
+            self._on_progress(message)
+        elif isinstance(message, Exited):
+            self._on_exit(message.returncode)
+        elif isinstance(message, Stop):
+            self._on_stop_request(message)
+        elif isinstance(message, Kill):
+            self._signal(signal.SIGKILL)
+        return None
+
+    def on_stop(self) -> None:
+        """Service shutdown: end the child and record the run as interrupted."""
+        for timer in self._timers:
+            timer.cancel()
+        if self._ended or self._proc is None:
+            return
+        self._signal(signal.SIGTERM)
+        try:
+            self._proc.wait(timeout=self._grace_s)
+        except subprocess.TimeoutExpired:
+            self._signal(signal.SIGKILL)
+            self._proc.wait()
+        self._end(
+            RunFailed(
+                **self._ids(),
+                reason="interrupted: the service shut down while the run was in progress; "
+                "trigger it again to re-run it",
+                exit_code=self._proc.returncode,
+                duration_s=self._elapsed(),
+                progress_percent=self._progress,
+            ),
+            notify=False,
+        )
+
+    # -- handlers ----------------------------------------------------------
+
+    def _on_progress(self, message: Progress) -> None:
+        if self._ended:
+            return
+        if message.progress_percent is not None:
+            self._progress = message.progress_percent
+        self._append(
+            RunProgress(
+                **self._ids(),
+                progress_percent=self._progress,
+                current_step=message.current_step or "",
+                message=message.message or "",
+            )
+        )
+
+    def _on_exit(self, returncode: int) -> None:
+        if self._ended:
+            return
+        duration = self._elapsed()
+        event: DomainEvent
+        if self._stop_reason is not None:
+            event = RunFailed(
+                **self._ids(),
+                reason=self._stop_reason,
+                exit_code=returncode,
+                duration_s=duration,
+                cancelled=self._cancelled,
+                progress_percent=self._progress,
+            )
+        elif returncode == 0:
+            event = RunCompleted(**self._ids(), duration_s=duration)
+        else:
+            event = RunFailed(
+                **self._ids(),
+                reason=_exit_reason(returncode, self._plan.logs_path),
+                exit_code=returncode,
+                duration_s=duration,
+                progress_percent=self._progress,
+            )
+        self._end(event)
+
+    def _on_stop_request(self, message: Stop) -> None:
+        if self._ended or self._stop_reason is not None:
+            return
+        self._stop_reason = message.reason
+        self._cancelled = message.cancelled
+        self._signal(signal.SIGTERM)
+        self._later(self._grace_s, Kill())
+
+    # -- helpers -----------------------------------------------------------
+
+    def _ids(self) -> dict[str, str]:
+        return {"adw_id": self._adw_id, "workflow_type": self._workflow_type}
+
+    def _elapsed(self) -> float:
+        return round(time.monotonic() - self._started_at, 6) if self._started_at else 0.0
+
+    def _append(self, event: DomainEvent) -> None:
+        self._log.tell(
+            Append(
+                [
+                    NewEvent(
+                        workflow_stream(self._adw_id),
+                        event,
+                        self._principal,
+                        self._correlation_id,
+                    )
+                ]
+            )
+        )
+
+    def _end(self, event: DomainEvent, *, notify: bool = True) -> None:
+        """Record the one terminal event and free the slot."""
+        self._ended = True
+        for timer in self._timers:
+            timer.cancel()
+        self._append(event)
+        if notify:
+            self._scheduler.tell(RunEnded(self._adw_id, self._workflow_type))
+            self.actor_ref.stop(block=False)
+
+    def _signal(self, signum: int) -> None:
+        if self._proc is None or self._proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, signum)
+
+    def _later(self, delay: float, message: object) -> None:
+        timer = threading.Timer(delay, _tell_quietly, args=(self.actor_ref, message))
+        timer.daemon = True
+        timer.start()
+        self._timers.append(timer)
+
+
+def _pump(
+    proc: subprocess.Popen[bytes], log_file: IO[bytes], tell: Callable[[object], None]
+) -> None:
+    """Reader thread: stdout lines to the log file, progress lines to the actor."""
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            log_file.write(line)
+            log_file.flush()
+            progress = parse_progress_line(line)
+            if progress is not None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    tell(progress)
+    finally:
+        returncode = proc.wait()
+        log_file.write(f"--- adwd: exit code {returncode}\n".encode())
+        log_file.close()
+        with contextlib.suppress(pykka.ActorDeadError):  # stopped at shutdown
+            tell(Exited(returncode))
+
+
+def _exit_reason(returncode: int, logs_path: str) -> str:
+    """A person-readable reason: the exit status and the last line of output."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        reason = f"killed by {name}"
+    else:
+        reason = f"exited with code {returncode}"
+    last = _last_output_line(logs_path)
+    return f"{reason}: {last}" if last else reason
+
+
+def _last_output_line(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        text = line.strip()
+        if text and not text.startswith(("--- adwd:", "ADW-PROGRESS ")):
+            return text[:300]
+    return ""
+
+
+def _tell_quietly(ref: pykka.ActorRef[pykka.Actor], message: object) -> None:
+    with contextlib.suppress(pykka.ActorDeadError):
+        ref.tell(message)

@@ -1,0 +1,154 @@
+"""Domain events: the facts stored in the event log.
+
+Each event is a frozen Struct tagged on ``type`` with a ``VERSION``. An event
+once written stays decodable forever: a change of shape bumps ``VERSION`` and
+registers an upcaster in :mod:`events.upcast` from the old version.
+Schema evolution: new fields get defaults; a field's type never changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from msgspec import Struct
+
+
+class DomainEvent(Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    """Base of every stored event."""
+
+    VERSION: ClassVar[int] = 1
+
+
+class ServiceStarted(DomainEvent, tag="service_started"):
+    """The service started and took over the log."""
+
+    pid: int
+    host: str
+    port: int
+    max_concurrent: int
+
+
+class ServiceStopped(DomainEvent, tag="service_stopped"):
+    """The service stopped cleanly."""
+
+    reason: str
+
+
+class RunQueued(DomainEvent, tag="run_queued"):
+    """A trigger was accepted: the run waits for a slot."""
+
+    adw_id: str
+    workflow_type: str
+    logs_path: str
+    issue_number: str = ""
+    model_set: str = "base"
+    trigger_reason: str = ""
+    issue_type: str | None = None
+    issue_json: dict[str, Any] | None = None
+    stages: list[str] | None = None
+    config: dict[str, Any] | None = None
+    connection_id: str | None = None
+
+
+class TriggerDeduplicated(DomainEvent, tag="trigger_deduplicated"):
+    """A trigger repeated a queued or running run; it started nothing new."""
+
+    adw_id: str
+    workflow_type: str
+    logs_path: str
+    connection_id: str | None = None
+
+
+class TriggerRejected(DomainEvent, tag="trigger_rejected"):
+    """A trigger was refused, with the code and reason the client was told."""
+
+    error: str
+    message: str
+    adw_id: str = ""
+    workflow_type: str = ""
+    details: dict[str, Any] | None = None
+    connection_id: str | None = None
+
+
+class RunStarted(DomainEvent, tag="run_started"):
+    """The run's child process was spawned."""
+
+    adw_id: str
+    workflow_type: str
+    pid: int
+    argv: list[str]
+    cwd: str
+
+
+class RunProgress(DomainEvent, tag="run_progress"):
+    """The workflow reported progress on a progress line."""
+
+    adw_id: str
+    workflow_type: str
+    progress_percent: int
+    current_step: str = ""
+    message: str = ""
+
+
+class RunCompleted(DomainEvent, tag="run_completed"):
+    """The child exited with status 0."""
+
+    adw_id: str
+    workflow_type: str
+    duration_s: float
+
+
+class RunFailed(DomainEvent, tag="run_failed"):
+    """The run ended without success: non-zero exit, timeout, spawn error,
+    cancellation or interruption. ``reason`` says which, for a person."""
+
+    adw_id: str
+    workflow_type: str
+    reason: str
+    exit_code: int | None = None
+    duration_s: float | None = None
+    cancelled: bool = False
+    progress_percent: int = 0
+
+
+DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
+    ServiceStarted,
+    ServiceStopped,
+    RunQueued,
+    TriggerDeduplicated,
+    TriggerRejected,
+    RunStarted,
+    RunProgress,
+    RunCompleted,
+    RunFailed,
+)
+AnyEvent = (
+    ServiceStarted
+    | ServiceStopped
+    | RunQueued
+    | TriggerDeduplicated
+    | TriggerRejected
+    | RunStarted
+    | RunProgress
+    | RunCompleted
+    | RunFailed
+)
+TERMINAL_EVENTS = (RunCompleted, RunFailed)
+
+
+def event_type(event: DomainEvent) -> str:
+    """The stored ``type`` of an event."""
+    return str(event.__struct_config__.tag)
+
+
+def workflow_stream(adw_id: str) -> str:
+    """The stream of a run's events."""
+    return f"workflow:{adw_id}"
+
+
+def connection_stream(connection_id: str) -> str:
+    """The stream of a connection's commands and their answers."""
+    return f"connection:{connection_id}"
+
+
+SYSTEM_STREAM = "system"

@@ -1,0 +1,348 @@
+"""Wire messages: every message of the protocol, both directions.
+
+Each message is a frozen msgspec Struct in a tagged union on ``type``, shaped
+as the envelope ``{"type": ..., "data": {...}}`` of
+``shared/spec/websocket-message-flow.md``. ``pong`` keeps its top-level
+``timestamp``. Messages derived from a stored event carry that event's
+``seq`` at the top level, so a client can say where it stopped.
+
+Schema evolution: new fields get defaults; a field's type never changes.
+Unknown fields sent by clients are ignored (existing Kanban boards send more
+than the spec lists).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+# A client-supplied adw_id becomes a directory name: keep it path-safe.
+ADW_ID_PATTERN = r"^[A-Za-z0-9_-]{0,64}$"
+WORKFLOW_TYPE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+AdwId = Annotated[
+    str,
+    Meta(
+        pattern=ADW_ID_PATTERN,
+        description="Letters, digits, '-' and '_', 1 to 64 characters; empty means 'generate one'.",
+    ),
+]
+WorkflowType = Annotated[
+    str,
+    Meta(
+        pattern=WORKFLOW_TYPE_PATTERN,
+        description="A workflow type of the service's catalogue.",
+        examples=["adw_plan_iso", "adw_build_iso", "adw_test_iso"],
+    ),
+]
+Percent = Annotated[int, Meta(ge=0, le=100)]
+ModelSet = Literal["base", "heavy"]
+RunStatus = Literal["started", "running", "completed", "failed"]
+Timestamp = Annotated[str, Meta(description="ISO 8601 UTC time")]
+
+
+class _Data(Struct, frozen=True, kw_only=True):
+    """Base of every ``data`` payload."""
+
+
+class _Message(Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
+    """Base of every envelope: tagged on ``type``."""
+
+
+# --------------------------------------------------------------------------
+# Client -> server
+
+
+class TriggerWorkflowData(_Data):
+    """What to run. Extra fields of existing Kanban clients are accepted."""
+
+    workflow_type: WorkflowType
+    adw_id: AdwId | None = None
+    issue_number: (
+        Annotated[str, Meta(max_length=64)] | Annotated[int, Meta(ge=0, le=2**53)] | None
+    ) = None
+    model_set: ModelSet = "base"
+    trigger_reason: Annotated[str, Meta(max_length=500)] | None = None
+    issue_type: Annotated[str, Meta(max_length=64)] | None = None
+    issue_json: dict[str, Any] | None = None
+    stages: list[Annotated[str, Meta(max_length=64)]] | None = None
+    config: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # Clients send issue numbers as integers or strings; the run sees a string.
+        if isinstance(self.issue_number, int):
+            msgspec.structs.force_setattr(self, "issue_number", str(self.issue_number))
+
+
+class CancelWorkflowData(_Data):
+    """Which run to cancel, and why."""
+
+    adw_id: AdwId
+    reason: Annotated[str, Meta(max_length=500)] = ""
+
+
+class Ping(_Message, tag="ping"):
+    """Heartbeat; answered by ``pong``. ``data`` is optional and ignored."""
+
+    data: dict[str, Any] | None = None
+
+
+class TriggerWorkflow(_Message, tag="trigger_workflow"):
+    """Start (or queue) a workflow run."""
+
+    data: TriggerWorkflowData
+
+
+class CancelWorkflow(_Message, tag="cancel_workflow"):
+    """Cancel a queued or running workflow run."""
+
+    data: CancelWorkflowData
+
+
+ClientMessage = Ping | TriggerWorkflow | CancelWorkflow
+CLIENT_TYPES: frozenset[str] = frozenset(
+    m.__struct_config__.tag for m in (Ping, TriggerWorkflow, CancelWorkflow)
+)
+
+# --------------------------------------------------------------------------
+# Server -> client
+
+
+class TriggerResponseData(_Data):
+    """The one answer to a ``trigger_workflow``."""
+
+    status: Literal["accepted", "rejected"]
+    adw_id: str
+    workflow_name: str
+    logs_path: str
+    error: str | None = None
+    message: str | None = None
+    details: dict[str, Any] | None = None
+
+
+class StatusUpdateData(_Data):
+    """A run's status: started, running (with progress), completed or failed."""
+
+    adw_id: str
+    status: RunStatus
+    message: str
+    progress_percent: Percent
+    current_step: str
+    workflow_name: str = ""
+
+
+class ErrorData(_Data):
+    """What was wrong with a message and what to do about it."""
+
+    message: str
+    code: str | None = None
+    details: dict[str, Any] | None = None
+
+
+class ConnectionQualityData(_Data):
+    """Measured quality of this connection."""
+
+    latency: float
+    bandwidth: float
+    reliability_score: float
+    last_measurement: Timestamp
+
+
+class HealthStatusData(_Data):
+    """The service's health."""
+
+    status: Literal["healthy", "degraded", "unhealthy"]
+    load: float
+    memory_usage: float
+    active_connections: int
+    uptime: float
+
+
+class QueueStatusData(_Data):
+    """Where a client's waiting run stands in the queue."""
+
+    queue_length: int
+    estimated_wait_time: float
+    position: int
+    adw_id: str | None = None
+
+
+class WorkflowMetricsData(_Data):
+    """Measured figures of one run."""
+
+    adw_id: str
+    execution_time: float
+    resource_usage: dict[str, Any]
+    performance_score: float
+
+
+class ErrorReportData(_Data):
+    """A classified error with what can be done about it."""
+
+    error_id: str
+    category: Literal["connection", "workflow", "system"]
+    severity: Literal["low", "medium", "high", "critical"]
+    description: str
+    suggested_actions: list[str]
+    recovery_options: list[str]
+    timestamp: Timestamp
+
+
+class RecoveryInstructionsData(_Data):
+    """Steps to recover from a reported error."""
+
+    error_id: str
+    steps: list[str]
+    estimated_time: float
+    success_probability: float
+
+
+class AuthChallengeData(_Data):
+    """A challenge the client must answer to authenticate."""
+
+    challenge: str
+    method: Literal["token", "oauth", "api_key"]
+    expires_in: float
+
+
+class AuthResponseData(_Data):
+    """The outcome of authentication: who the client is and may do."""
+
+    token: str
+    user_id: str
+    permissions: list[str]
+    expires_at: Timestamp
+
+
+class PerformanceMetricsData(_Data):
+    """Periodic resource figures of the service."""
+
+    cpu_usage: float
+    memory_usage: float
+    network_io: dict[str, Any]
+    disk_io: dict[str, Any]
+    timestamp: Timestamp
+
+
+class AlertData(_Data):
+    """Something an operator should know or act on."""
+
+    alert_id: str
+    level: Literal["info", "warning", "error", "critical"]
+    message: str
+    component: str
+    timestamp: Timestamp
+    actions_required: list[str]
+
+
+class Pong(_Message, tag="pong"):
+    """Answer to ``ping``; ``timestamp`` is the server's clock in epoch ms."""
+
+    timestamp: int
+
+
+class TriggerResponse(_Message, tag="trigger_response"):
+    """Answer to ``trigger_workflow``; ``seq`` of the event that decided it."""
+
+    data: TriggerResponseData
+    seq: int | None = None
+
+
+class StatusUpdate(_Message, tag="status_update"):
+    """A run's status changed; ``seq`` of its event."""
+
+    data: StatusUpdateData
+    seq: int | None = None
+
+
+class Error(_Message, tag="error"):
+    """A message could not be handled; the connection stays open."""
+
+    data: ErrorData
+
+
+class ConnectionQuality(_Message, tag="connection_quality"):
+    """Connection quality report."""
+
+    data: ConnectionQualityData
+
+
+class HealthStatus(_Message, tag="health_status"):
+    """Server health, sent periodically."""
+
+    data: HealthStatusData
+    seq: int | None = None
+
+
+class QueueStatus(_Message, tag="queue_status"):
+    """Queue position of a waiting run."""
+
+    data: QueueStatusData
+    seq: int | None = None
+
+
+class WorkflowMetrics(_Message, tag="workflow_metrics"):
+    """Figures of a run, at its start and its end."""
+
+    data: WorkflowMetricsData
+    seq: int | None = None
+
+
+class ErrorReport(_Message, tag="error_report"):
+    """A detailed, classified error report."""
+
+    data: ErrorReportData
+    seq: int | None = None
+
+
+class RecoveryInstructions(_Message, tag="recovery_instructions"):
+    """How to recover from a reported error."""
+
+    data: RecoveryInstructionsData
+    seq: int | None = None
+
+
+class AuthChallenge(_Message, tag="auth_challenge"):
+    """Authentication challenge."""
+
+    data: AuthChallengeData
+
+
+class AuthResponse(_Message, tag="auth_response"):
+    """Authentication result."""
+
+    data: AuthResponseData
+
+
+class PerformanceMetrics(_Message, tag="performance_metrics"):
+    """Periodic performance figures."""
+
+    data: PerformanceMetricsData
+    seq: int | None = None
+
+
+class Alert(_Message, tag="alert"):
+    """An alert notification."""
+
+    data: AlertData
+    seq: int | None = None
+
+
+ServerMessage = (
+    Pong
+    | TriggerResponse
+    | StatusUpdate
+    | Error
+    | ConnectionQuality
+    | HealthStatus
+    | QueueStatus
+    | WorkflowMetrics
+    | ErrorReport
+    | RecoveryInstructions
+    | AuthChallenge
+    | AuthResponse
+    | PerformanceMetrics
+    | Alert
+)

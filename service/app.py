@@ -1,0 +1,120 @@
+"""Wiring: open the log, recover, start the actors, stop them in order."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+import pykka
+
+from actors.eventlog import EventLogActor
+from actors.messages import Append
+from actors.scheduler import SchedulerActor
+from events.domain import SYSTEM_STREAM, RunFailed, ServiceStarted, ServiceStopped, workflow_stream
+from events.store import EventStore, NewEvent
+from projections.runs import RunsProjection
+from service.config import Config
+from transport.server import TransportActor
+
+log = logging.getLogger(__name__)
+
+EVENTS_FILE = "events.db"
+
+
+class Service:
+    """The running service: start it, read its port, stop it."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.port = 0
+        self.fatal = threading.Event()
+        self._store: EventStore | None = None
+        self._event_log: pykka.ActorRef[EventLogActor] | None = None
+        self._scheduler: pykka.ActorRef[SchedulerActor] | None = None
+        self._transport: pykka.ActorRef[TransportActor] | None = None
+
+    @property
+    def events_path(self) -> str:
+        """The event log file."""
+        return str(self.config.data_path / EVENTS_FILE)
+
+    def start(self) -> None:
+        """Open the log, recover runs, start the actors and listen."""
+        cfg = self.config
+        data = cfg.data_path
+        data.mkdir(parents=True, exist_ok=True)
+        store = self._store = EventStore(data / EVENTS_FILE)
+        runs = RunsProjection()
+        for stored in store.read():
+            runs.apply(stored)
+        event_log = self._event_log = EventLogActor.start(store, on_fatal=self._on_fatal)
+        startup = [
+            NewEvent(
+                SYSTEM_STREAM,
+                ServiceStarted(
+                    pid=os.getpid(), host=cfg.host, port=cfg.port, max_concurrent=cfg.max_concurrent
+                ),
+            )
+        ]
+        # Runs that were in flight when the service last stopped cannot be resumed.
+        startup += [
+            NewEvent(
+                workflow_stream(view.request.adw_id),
+                RunFailed(
+                    adw_id=view.request.adw_id,
+                    workflow_type=view.request.workflow_type,
+                    reason="interrupted: the service stopped while the run was in progress; "
+                    "trigger it again to re-run it",
+                    progress_percent=view.progress_percent,
+                ),
+            )
+            for view in runs.in_flight()
+        ]
+        event_log.tell(Append(startup))
+        catalogue = cfg.catalogue
+        self._scheduler = SchedulerActor.start(
+            event_log=event_log,
+            catalogue=catalogue,
+            data_dir=data,
+            project_dir=cfg.project_path,
+            python=cfg.python_path,
+            max_concurrent=cfg.max_concurrent,
+            max_queue=cfg.max_queue,
+            grace_s=cfg.shutdown_grace_s,
+            recovered=[view.request for view in runs.waiting()],
+        )
+        try:
+            self._transport = TransportActor.start(
+                host=cfg.host,
+                port=cfg.port,
+                scheduler=self._scheduler,
+                event_log=event_log,
+                workflow_types=frozenset(catalogue),
+                max_outbound_bytes=cfg.max_outbound_bytes,
+            )
+        except Exception:
+            self.stop("failed to start")
+            raise
+        self.port = self._transport.proxy().port.get()
+        log.info("adwd listening on ws://%s:%d/ws/trigger (data in %s)", cfg.host, self.port, data)
+
+    def stop(self, reason: str = "shutdown") -> None:
+        """Stop accepting, end running workflows, flush the log, close sockets with 1001."""
+        if self._transport is not None:
+            self._transport.proxy().stop_accepting().get()
+        if self._scheduler is not None:
+            self._scheduler.stop()
+        if self._event_log is not None:
+            self._event_log.tell(Append([NewEvent(SYSTEM_STREAM, ServiceStopped(reason=reason))]))
+            self._event_log.stop()
+        if self._transport is not None:
+            self._transport.stop()
+        if self._store is not None:
+            self._store.close()
+        self._transport = self._scheduler = self._event_log = None
+        self._store = None
+
+    def _on_fatal(self, exc: BaseException) -> None:
+        log.critical("stopping: the event log failed: %s", exc)
+        self.fatal.set()

@@ -1,0 +1,101 @@
+"""Configuration: defaults, then a TOML file, then ``ADWD_*`` variables, then flags.
+
+Decoded and validated by msgspec; an invalid file gets an error that names
+the field and says what to write instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta, Struct
+
+from actors.catalogue import DEFAULT_WORKFLOW_TYPES, WorkflowSpec, check_template
+from events.errors import ConfigError
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+
+
+class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every setting of the service. See docs/operations.md."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = 8500
+    data_dir: str = "data"
+    max_concurrent: Annotated[int, Meta(ge=1)] = 2
+    max_queue: Annotated[int, Meta(ge=1)] = 1000
+    python: str = ""  # default: the interpreter running adwd
+    project_dir: str = ""  # default: the bundled example workflows
+    shutdown_grace_s: Annotated[float, Meta(ge=0)] = 5.0
+    max_outbound_bytes: Annotated[int, Meta(ge=4096)] = 4 * 1024 * 1024
+    workflows: dict[str, WorkflowSpec] = {}
+
+    @property
+    def data_path(self) -> Path:
+        """The data directory as an absolute path."""
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def project_path(self) -> Path:
+        """The directory workflows run in (holding ``adws/``)."""
+        return Path(self.project_dir).expanduser().resolve() if self.project_dir else EXAMPLES_DIR
+
+    @property
+    def python_path(self) -> str:
+        """The Python that runs workflow scripts."""
+        return self.python or sys.executable
+
+    @property
+    def catalogue(self) -> dict[str, WorkflowSpec]:
+        """The enabled workflow types: the six ADW defaults merged with the file's."""
+        merged = {name: WorkflowSpec() for name in DEFAULT_WORKFLOW_TYPES}
+        merged.update(self.workflows)
+        return {name: spec for name, spec in merged.items() if spec.enabled}
+
+
+ENV_VARS = {
+    "ADWD_HOST": "host",
+    "ADWD_PORT": "port",
+    "ADWD_DATA_DIR": "data_dir",
+    "ADWD_MAX_CONCURRENT": "max_concurrent",
+    "ADWD_PROJECT_DIR": "project_dir",
+    "ADWD_PYTHON": "python",
+}
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] = os.environ,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the config: defaults < file (``path`` or ``$ADWD_CONFIG``) < env < overrides."""
+    raw: dict[str, Any] = {}
+    path = path or env.get("ADWD_CONFIG") or None
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"Config file {path} does not exist; check --config.") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"Config file {path} is not valid TOML: {exc}.") from exc
+    for var, field in ENV_VARS.items():
+        if var in env:
+            raw[field] = env[var]
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        config = msgspec.convert(raw, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        source = f"config file {path}" if path else "settings"
+        raise ConfigError(
+            f"Invalid {source}: {exc}. See docs/operations.md for each setting."
+        ) from exc
+    for name, spec in config.catalogue.items():
+        check_template(name, spec)
+    return config

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Test helper workflow: report progress, then block until a release file appears.
+
+Used by the service's tests to hold a run open (to test cancellation, concurrency limits and
+shutdown) and to record when each child ran:
+
+* ``ADW_RELEASE_FILE``: path polled every 0.02 s; the script exits 0 once it exists. If the
+  variable is unset the script waits until it is killed.
+* ``ADW_TRACE_FILE``: if set, ``start <pid> <monotonic_ns>`` is appended at start and
+  ``end <pid> <monotonic_ns>`` just before a normal exit, each with a single ``os.write`` on an
+  ``O_APPEND`` descriptor so lines from concurrent children never interleave. A child killed by
+  a signal writes no ``end`` line.
+
+SIGTERM is reset to the default action, so it kills the process even if the parent ignored it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from _adw import progress
+
+POLL_SECONDS = 0.02
+
+
+def trace(event: str) -> None:
+    """Append ``<event> <pid> <monotonic_ns>`` to ADW_TRACE_FILE, if set, in one write."""
+    path = os.environ.get("ADW_TRACE_FILE")
+    if not path:
+        return
+    line = f"{event} {os.getpid()} {time.monotonic_ns()}\n".encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def main() -> int:
+    """Wait for the release file, tracing start and end; return the exit code."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    trace("start")
+    release = os.environ.get("ADW_RELEASE_FILE")
+    progress(10, "Stage: sleep", f"Waiting for {release}" if release else "Waiting forever")
+    while release is None or not os.path.exists(release):
+        time.sleep(POLL_SECONDS)
+    progress(100, "Stage: sleep", "Released")
+    trace("end")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

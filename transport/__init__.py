@@ -1,0 +1,1 @@
+"""The websockets server, its HTTP endpoints, and the bridge to the actors."""

@@ -1,0 +1,162 @@
+"""TransportActor: owns the websockets server on its own asyncio thread.
+
+The loop holds every socket and never blocks: each inbound frame is handed
+to the connection's ConnectionActor with ``tell``; actors hand frames back
+with ``loop.call_soon_threadsafe``. WebSocket clients connect to
+``/ws/trigger`` or ``/ws``; ``/health`` answers plain HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+
+import msgspec
+import pykka
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from actors.connection import ConnectionActor
+from actors.messages import Inbound
+from actors.router import Router
+from events.errors import AdwdError, CloseCode
+from events.store import StoredEvent
+
+log = logging.getLogger(__name__)
+
+WS_PATHS = frozenset({"/ws/trigger", "/ws"})
+
+
+class TransportError(AdwdError):
+    """The server could not listen (address in use, permission...)."""
+
+
+class TransportActor(pykka.ThreadingActor):
+    """Runs the asyncio loop thread and bridges it to the actors."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        scheduler: pykka.ActorRef[pykka.Actor],
+        event_log: pykka.ActorRef[pykka.Actor],
+        workflow_types: frozenset[str],
+        max_outbound_bytes: int,
+    ) -> None:
+        super().__init__()
+        self._host = host
+        self._port = port
+        self._scheduler = scheduler
+        self._event_log = event_log
+        self._workflow_types = workflow_types
+        self._router = Router(max_outbound_bytes)
+        self._loop = asyncio.new_event_loop()
+        self._server: Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="adwd-loop")
+        self._started_at = time.monotonic()
+        self.port = 0
+
+    def on_start(self) -> None:
+        """Start the loop thread, listen, and follow the committed events."""
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
+        try:
+            self._server = future.result(timeout=10)
+        except OSError as exc:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            raise TransportError(
+                f"Cannot listen on {self._host}:{self._port}: {exc.strerror or exc}. "
+                "Choose another --port or stop the process using it."
+            ) from exc
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._event_log.proxy().subscribe(self._publish).get()
+
+    async def _listen(self) -> Server:
+        return await serve(
+            self._handle,
+            self._host,
+            self._port,
+            process_request=self._http,
+            # Keepalive pings find dead peers; they close with 1011, never 1000.
+            ping_interval=20,
+            ping_timeout=20,
+            max_size=1024 * 1024,
+        )
+
+    def _publish(self, batch: Sequence[StoredEvent]) -> None:
+        """Called by the EventLogActor after each commit."""
+        self._loop.call_soon_threadsafe(self._router.publish, batch)
+
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path in WS_PATHS:
+            return None
+        if path == "/health":
+            body = {
+                "status": "healthy",
+                "active_connections": len(self._router),
+                "uptime": round(time.monotonic() - self._started_at, 3),
+            }
+            response = connection.respond(http.HTTPStatus.OK, "")
+            response.body = msgspec.json.encode(body)
+            del response.headers["Content-Type"]
+            del response.headers["Content-Length"]
+            response.headers["Content-Type"] = "application/json"
+            response.headers["Content-Length"] = str(len(response.body))
+            return response
+        return connection.respond(
+            http.HTTPStatus.NOT_FOUND,
+            f"Nothing at {path}. Open a WebSocket to /ws/trigger, or GET /health.\n",
+        )
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        connection_id = secrets.token_hex(6)
+        loop = self._loop
+
+        def send(frame: bytes) -> None:
+            loop.call_soon_threadsafe(self._router.send_to, connection_id, frame)
+
+        actor = ConnectionActor.start(
+            connection_id=connection_id,
+            send=send,
+            scheduler=self._scheduler,
+            event_log=self._event_log,
+            workflow_types=self._workflow_types,
+        )
+        self._router.add(connection_id, ws)
+        try:
+            async for frame in ws:
+                actor.tell(Inbound(frame))
+        except ConnectionClosed:
+            pass
+        finally:
+            self._router.remove(connection_id)
+            actor.stop(block=False)
+
+    # -- shutdown, called from the service's thread through the proxy ------
+
+    def stop_accepting(self) -> None:
+        """Close the listening sockets; open connections stay."""
+        if self._server is not None:
+            self._loop.call_soon_threadsafe(self._server.server.close)
+
+    def on_stop(self) -> None:
+        """Close every connection with 1001 (after what is queued for it), stop the loop."""
+        if self._server is not None:
+            asyncio.run_coroutine_threadsafe(self._close_all(), self._loop).result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    async def _close_all(self) -> None:
+        assert self._server is not None
+        self._server.close(code=CloseCode.GOING_AWAY, reason="service shutting down")
+        await self._server.wait_closed()
