@@ -263,6 +263,7 @@ def _pump(
                 with contextlib.suppress(pykka.ActorDeadError):
                     tell(progress)
     finally:
+        proc.stdout.close()
         returncode = proc.wait()
         log_file.write(f"--- adwd: exit code {returncode}\n".encode())
         log_file.close()

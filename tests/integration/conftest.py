@@ -1,0 +1,146 @@
+"""Fixtures that start the real service on 127.0.0.1 with a real SQLite file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from actors.catalogue import WorkflowSpec
+from events.store import EventStore, StoredEvent
+from service.app import Service
+from service.config import Config
+
+TIMEOUT = 20.0
+
+
+class Client:
+    """A real WebSocket client with helpers that wait on messages, never sleep."""
+
+    def __init__(self, url: str) -> None:
+        self._stack = contextlib.ExitStack()
+        self.ws: ClientConnection = self._stack.enter_context(connect(url, open_timeout=TIMEOUT))
+        self.seen: list[dict[str, Any]] = []  # everything received, in order
+        self.unclaimed: list[dict[str, Any]] = []  # received, not yet returned by wait_for
+
+    def send(self, message: dict[str, Any] | str | bytes) -> None:
+        self.ws.send(message if isinstance(message, str | bytes) else json.dumps(message))
+
+    def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        message = json.loads(self.ws.recv(timeout=timeout))
+        self.seen.append(message)
+        return message
+
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = TIMEOUT
+    ) -> dict[str, Any]:
+        """The oldest unclaimed message matching, waiting for it if need be."""
+        for i, message in enumerate(self.unclaimed):
+            if predicate(message):
+                return self.unclaimed.pop(i)
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.recv(timeout=max(0.01, deadline - time.monotonic()))
+            if predicate(message):
+                return message
+            self.unclaimed.append(message)
+
+    def trigger(self, workflow_type: str, **data: Any) -> dict[str, Any]:
+        self.send({"type": "trigger_workflow", "data": {"workflow_type": workflow_type, **data}})
+        return self.wait_for(lambda m: m["type"] == "trigger_response")
+
+    def wait_terminal(self, adw_id: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+        return self.wait_for(
+            lambda m: (
+                m["type"] == "status_update"
+                and m["data"]["adw_id"] == adw_id
+                and m["data"]["status"] in ("completed", "failed")
+            ),
+            timeout,
+        )
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+class Running:
+    """A started in-process service and its data directory."""
+
+    def __init__(self, service: Service, data_dir: Path) -> None:
+        self.service = service
+        self.data_dir = data_dir
+        self.url = f"ws://127.0.0.1:{service.port}/ws/trigger"
+        self.clients: list[Client] = []
+
+    def client(self, path: str = "/ws/trigger") -> Client:
+        c = Client(f"ws://127.0.0.1:{self.service.port}{path}")
+        self.clients.append(c)
+        return c
+
+    def events(self) -> list[StoredEvent]:
+        store = EventStore(self.data_dir / "events.db", readonly=True)
+        try:
+            return list(store.read())
+        finally:
+            store.close()
+
+
+def test_config(data_dir: Path, **overrides: Any) -> Config:
+    """A config for tests: ephemeral port, the given data dir, the test workflow added."""
+    workflows = {"adw_sleep": WorkflowSpec(timeout_s=60)}
+    workflows.update(overrides.pop("workflows", {}))
+    return Config(
+        host="127.0.0.1",
+        port=0,
+        data_dir=str(data_dir),
+        shutdown_grace_s=overrides.pop("shutdown_grace_s", 2.0),
+        workflows=workflows,
+        **overrides,
+    )
+
+
+@contextlib.contextmanager
+def services(base: Path) -> Iterator[Callable[..., Running]]:
+    """A starter of services under ``base``; everything it started stops on exit."""
+    started: list[Running] = []
+
+    def start(**overrides: Any) -> Running:
+        data_dir = overrides.pop("data_dir", base / "data")
+        service = Service(test_config(data_dir, **overrides))
+        service.start()
+        running = Running(service, data_dir)
+        started.append(running)
+        return running
+
+    try:
+        yield start
+    finally:
+        for running in started:
+            for client in running.clients:
+                client.close()
+            running.service.stop()
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[Callable[..., Running]]:
+    """Start the service with config overrides; everything is stopped at teardown."""
+    with services(tmp_path) as start:
+        yield start
+
+
+@pytest.fixture
+def server(start_service: Callable[..., Running]) -> Running:
+    """The service with default settings."""
+    return start_service()
+
+
+def release_env(tmp_path: Path, name: str = "release") -> tuple[Path, dict[str, str]]:
+    """A release file for adw_sleep runs, and the env that points them at it."""
+    release = tmp_path / name
+    return release, {"ADW_RELEASE_FILE": str(release)}
