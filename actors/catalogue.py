@@ -49,6 +49,7 @@ class LaunchPlan(Struct, frozen=True):
     timeout_s: float
     logs_path: str
     work_dir: str
+    trigger_file: str
 
 
 def logs_path(data_dir: Path, adw_id: str, workflow_type: str) -> Path:
@@ -94,6 +95,7 @@ def plan_launch(
         "adw_id": adw_id,
     }
     log = logs_path(data_dir, adw_id, workflow_type)
+    trigger_file = log.parent / "trigger.json"
     work_dir = data_dir / "agents" / adw_id / "work"
     env = dict(base_env)
     env.update({k: v.format_map(values) for k, v in spec.env.items()})
@@ -106,6 +108,7 @@ def plan_launch(
             "ADW_TRIGGER_REASON": trigger_reason,
             "ADW_WORK_DIR": str(work_dir),
             "ADW_LOGS_PATH": str(log),
+            "ADW_TRIGGER_FILE": str(trigger_file),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -116,4 +119,5 @@ def plan_launch(
         timeout_s=spec.timeout_s,
         logs_path=str(log),
         work_dir=str(work_dir),
+        trigger_file=str(trigger_file),
     )

@@ -8,18 +8,27 @@ through ``send``; everything else becomes a command to the scheduler.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 import msgspec
 import pykka
 
-from actors.messages import Append, Cancel, Inbound, Send, Trigger
+from actors.messages import Cancel, Inbound, Reject, Send, Trigger
 from events.codec import decode_client, encode
-from events.domain import TriggerRejected, connection_stream
+from events.domain import TriggerRejected
 from events.errors import ErrorCode, ProtocolError
-from events.store import NewEvent
-from events.wire import CancelWorkflow, Error, ErrorData, Ping, Pong, TriggerWorkflow
+from events.wire import (
+    ADW_ID_PATTERN,
+    WORKFLOW_TYPE_PATTERN,
+    CancelWorkflow,
+    Error,
+    ErrorData,
+    Ping,
+    Pong,
+    TriggerWorkflow,
+)
 
 
 class _Peek(msgspec.Struct):
@@ -41,7 +50,6 @@ class ConnectionActor(pykka.ThreadingActor):
         connection_id: str,
         send: Send,
         scheduler: pykka.ActorRef[pykka.Actor],
-        event_log: pykka.ActorRef[pykka.Actor],
         workflow_types: frozenset[str],
         principal: str = "anonymous",
     ) -> None:
@@ -49,7 +57,6 @@ class ConnectionActor(pykka.ThreadingActor):
         self._id = connection_id
         self._send = send
         self._scheduler = scheduler
-        self._log = event_log
         self._principal = principal
         self._workflow_types = workflow_types
 
@@ -100,16 +107,18 @@ class ConnectionActor(pykka.ThreadingActor):
         if peek.type != "trigger_workflow":
             return
         data = peek.data if isinstance(peek.data, dict) else {}
-        adw_id = data.get("adw_id")
-        workflow_type = data.get("workflow_type")
         rejected = TriggerRejected(
             error=problem.code,
             message=problem.message,
-            adw_id=adw_id[:64] if isinstance(adw_id, str) else "",
-            workflow_type=workflow_type[:64] if isinstance(workflow_type, str) else "",
+            adw_id=_echo(data.get("adw_id"), ADW_ID_PATTERN),
+            workflow_type=_echo(data.get("workflow_type"), WORKFLOW_TYPE_PATTERN),
             details=problem.details,
             connection_id=self._id,
         )
-        self._log.tell(
-            Append([NewEvent(connection_stream(self._id), rejected, self._principal, self._id)])
-        )
+        # Through the scheduler, so this connection's trigger_responses keep its order.
+        self._scheduler.tell(Reject(rejected, self._id, self._principal))
+
+
+def _echo(value: object, pattern: str) -> str:
+    """A client value safe to echo back, or '' (never reflect what failed validation)."""
+    return value if isinstance(value, str) and re.fullmatch(pattern, value) else ""

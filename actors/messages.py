@@ -7,6 +7,7 @@ from typing import Any
 
 from msgspec import Struct
 
+from events.domain import TriggerRejected
 from events.store import NewEvent
 from events.wire import CancelWorkflowData, TriggerWorkflowData
 
@@ -33,6 +34,14 @@ class Trigger(Struct, frozen=True):
     """SchedulerActor: a validated trigger from a connection."""
 
     data: TriggerWorkflowData
+    connection_id: str
+    principal: str
+
+
+class Reject(Struct, frozen=True):
+    """SchedulerActor: record a trigger the connection found invalid."""
+
+    event: TriggerRejected
     connection_id: str
     principal: str
 

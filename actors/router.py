@@ -174,7 +174,7 @@ class Router:
         task = asyncio.get_running_loop().create_task(
             ws.close(
                 CloseCode.TRY_AGAIN_LATER,
-                "too slow to keep up; reconnect and resume from your last seq",
+                "too slow to keep up; reconnect (the log keeps what you missed)",
             )
         )
         self._closing.add(task)

@@ -7,6 +7,7 @@ for the runs that fit under ``max_concurrent``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Mapping
@@ -16,7 +17,7 @@ import pykka
 
 from actors.admission import RunKey, SchedulerState, decide_trigger, runs_to_start
 from actors.catalogue import WorkflowSpec, plan_launch
-from actors.messages import Append, Cancel, RunEnded, Stop, Trigger
+from actors.messages import Append, Cancel, Reject, RunEnded, Stop, Trigger
 from actors.workflow import WorkflowActor
 from events.codec import encode
 from events.domain import (
@@ -78,6 +79,11 @@ class SchedulerActor(pykka.ThreadingActor):
         """Triggers, cancels and the end of runs."""
         if isinstance(message, Trigger):
             self._on_trigger(message)
+        elif isinstance(message, Reject):
+            stream = connection_stream(message.connection_id)
+            self._log.tell(
+                Append([NewEvent(stream, message.event, message.principal, message.connection_id)])
+            )
         elif isinstance(message, Cancel):
             self._on_cancel(message)
         elif isinstance(message, RunEnded):
@@ -138,7 +144,9 @@ class SchedulerActor(pykka.ThreadingActor):
         for key in keys:
             worker = self._workers.get(key)
             if worker is not None:
-                worker.tell(Stop(reason=f"cancelled: {reason}", cancelled=True))
+                # The run may have ended a moment ago; its RunEnded is then on its way.
+                with contextlib.suppress(pykka.ActorDeadError):
+                    worker.tell(Stop(reason=f"cancelled: {reason}", cancelled=True))
                 continue
             self._state.finish(key)
             self._log.tell(
@@ -180,6 +188,7 @@ class SchedulerActor(pykka.ThreadingActor):
                 adw_id=run.adw_id,
                 workflow_type=run.workflow_type,
                 plan=plan,
+                request=run,
                 event_log=self._log,
                 scheduler=self.actor_ref,
                 grace_s=self._grace_s,

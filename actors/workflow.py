@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+import msgspec
 import pykka
 
 from actors.catalogue import LaunchPlan
@@ -30,6 +31,7 @@ from events.domain import (
     RunCompleted,
     RunFailed,
     RunProgress,
+    RunQueued,
     RunStarted,
     workflow_stream,
 )
@@ -47,6 +49,7 @@ class WorkflowActor(pykka.ThreadingActor):
         adw_id: str,
         workflow_type: str,
         plan: LaunchPlan,
+        request: RunQueued,
         event_log: pykka.ActorRef[pykka.Actor],
         scheduler: pykka.ActorRef[pykka.Actor],
         grace_s: float,
@@ -57,6 +60,7 @@ class WorkflowActor(pykka.ThreadingActor):
         self._adw_id = adw_id
         self._workflow_type = workflow_type
         self._plan = plan
+        self._request = request
         self._log = event_log
         self._scheduler = scheduler
         self._grace_s = grace_s
@@ -79,6 +83,8 @@ class WorkflowActor(pykka.ThreadingActor):
             Path(plan.work_dir).mkdir(parents=True, exist_ok=True)
             log_path = Path(plan.logs_path)
             log_path.parent.mkdir(parents=True, exist_ok=True)
+            # The whole trigger (issue_json, stages, config...) for the workflow to read.
+            Path(plan.trigger_file).write_bytes(msgspec.json.encode(self._request))
             log_file = log_path.open("ab")
         except OSError as exc:
             self._end(RunFailed(**self._ids(), reason=f"could not create its log: {exc}"))

@@ -26,7 +26,8 @@ AdwId = Annotated[
     str,
     Meta(
         pattern=ADW_ID_PATTERN,
-        description="Letters, digits, '-' and '_', 1 to 64 characters; empty means 'generate one'.",
+        description="Letters, digits, '-' and '_', up to 64 characters; "
+        "empty or absent: the service generates 8 lowercase hex characters.",
     ),
 ]
 WorkflowType = Annotated[

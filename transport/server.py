@@ -128,7 +128,6 @@ class TransportActor(pykka.ThreadingActor):
             connection_id=connection_id,
             send=send,
             scheduler=self._scheduler,
-            event_log=self._event_log,
             workflow_types=self._workflow_types,
         )
         self._router.add(connection_id, ws)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -158,3 +159,40 @@ def test_custom_argv_template_and_env(start_service: Start, tmp_path: Path) -> N
     client.trigger("adw_custom", adw_id="cust1", issue_number=9)
     assert client.wait_terminal("cust1")["data"]["status"] == "completed"
     assert out.read_text() == "hello adw_custom 9-cust1"
+
+
+def test_kanban_trigger_fields_reach_the_workflow(start_service: Start, tmp_path: Path) -> None:
+    out = tmp_path / "seen.json"
+    code = (
+        "import json,os,sys; t=json.load(open(os.environ['ADW_TRIGGER_FILE']));"
+        "open(sys.argv[1],'w').write(json.dumps(t))"
+    )
+    spec = WorkflowSpec(argv=("{python}", "-c", code, str(out)))
+    server = start_service(workflows={"adw_kanban": spec})
+    client = server.client()
+    client.trigger(
+        "adw_kanban",
+        adw_id="kb1",
+        issue_type="bug",
+        issue_json={"title": "Fix it", "number": 12},
+        stages=["plan", "build"],
+        config={"auto_merge": False},
+    )
+    assert client.wait_terminal("kb1")["data"]["status"] == "completed"
+    seen = json.loads(out.read_text())
+    assert seen["issue_json"] == {"title": "Fix it", "number": 12}
+    assert seen["stages"] == ["plan", "build"]
+    assert seen["issue_type"] == "bug"
+    assert seen["config"] == {"auto_merge": False}
+
+
+def test_trigger_responses_keep_the_order_of_triggers(server: Running) -> None:
+    client = server.client()
+    for i in range(20):
+        data = {"workflow_type": "adw_plan_iso", "adw_id": f"ord{i}"}
+        if i % 2:
+            data["model_set"] = "giant"  # invalid: rejected by the connection itself
+        client.send({"type": "trigger_workflow", "data": data})
+    responses = [client.wait_for(lambda m: m["type"] == "trigger_response") for _ in range(20)]
+    assert [r["data"]["adw_id"] for r in responses] == [f"ord{i}" for i in range(20)]
+    assert [r["data"]["status"] for r in responses] == ["accepted", "rejected"] * 10
