@@ -155,15 +155,17 @@ class Router:
             self._deliver((ws,), frame)
 
     def _deliver(self, targets: Iterable[ServerConnection], frame: bytes) -> None:
-        ready = []
+        ready, slow = [], []
         for ws in targets:
             transport = ws.transport
             if transport is not None and transport.get_write_buffer_size() > self._max_outbound:
-                self._drop_slow(ws)
+                slow.append(ws)
             else:
                 ready.append(ws)
         # JSON goes out as text frames: browsers hand binary frames over as Blobs.
         broadcast(ready, frame, text=True)
+        for ws in slow:  # after the loop: dropping changes the dict being iterated
+            self._drop_slow(ws)
 
     def _drop_slow(self, ws: ServerConnection) -> None:
         for connection_id, other in list(self._connections.items()):

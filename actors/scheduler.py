@@ -167,30 +167,47 @@ class SchedulerActor(pykka.ThreadingActor):
                 )
             )
 
+    def _fail_unstartable(self, key: RunKey, why: str) -> None:
+        self._state.finish(key)
+        event = RunFailed(adw_id=key[0], workflow_type=key[1], reason=f"could not start: {why}")
+        self._log.tell(Append([NewEvent(workflow_stream(key[0]), event)]))
+
     def _start_runs(self) -> None:
-        for key in runs_to_start(
-            self._state, catalogue=self._catalogue, max_concurrent=self._max_concurrent
-        ):
-            self._state.start(key)
-            run = self._state.active[key]
-            plan = plan_launch(
-                self._catalogue[run.workflow_type],
-                python=self._python,
-                project_dir=self._project_dir,
-                data_dir=self._data_dir,
-                workflow_type=run.workflow_type,
-                adw_id=run.adw_id,
-                issue_number=run.issue_number,
-                model_set=run.model_set,
-                trigger_reason=run.trigger_reason,
-            )
-            self._workers[key] = WorkflowActor.start(
-                adw_id=run.adw_id,
-                workflow_type=run.workflow_type,
-                plan=plan,
-                request=run,
-                event_log=self._log,
-                scheduler=self.actor_ref,
-                grace_s=self._grace_s,
-                correlation_id=run.connection_id or "",
-            )
+        freed = True
+        while freed:  # a run that cannot start frees its slot for the next one
+            freed = False
+            for key in runs_to_start(
+                self._state, catalogue=self._catalogue, max_concurrent=self._max_concurrent
+            ):
+                freed |= not self._start(key)
+
+    def _start(self, key: RunKey) -> bool:
+        """Start one waiting run; False if it failed before it could start."""
+        self._state.start(key)
+        run = self._state.active[key]
+        spec = self._catalogue.get(run.workflow_type)
+        if spec is None:  # recovered from the log, since removed from the config
+            self._fail_unstartable(key, "its workflow type is no longer in the catalogue")
+            return False
+        plan = plan_launch(
+            spec,
+            python=self._python,
+            project_dir=self._project_dir,
+            data_dir=self._data_dir,
+            workflow_type=run.workflow_type,
+            adw_id=run.adw_id,
+            issue_number=run.issue_number,
+            model_set=run.model_set,
+            trigger_reason=run.trigger_reason,
+        )
+        self._workers[key] = WorkflowActor.start(
+            adw_id=run.adw_id,
+            workflow_type=run.workflow_type,
+            plan=plan,
+            request=run,
+            event_log=self._log,
+            scheduler=self.actor_ref,
+            grace_s=self._grace_s,
+            correlation_id=run.connection_id or "",
+        )
+        return True

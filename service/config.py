@@ -36,6 +36,10 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     max_outbound_bytes: Annotated[int, Meta(ge=4096)] = 4 * 1024 * 1024
     workflows: dict[str, WorkflowSpec] = {}
 
+    def __post_init__(self) -> None:
+        for name, spec in self.catalogue.items():
+            check_template(name, spec)
+
     @property
     def data_path(self) -> Path:
         """The data directory as an absolute path."""
@@ -90,12 +94,10 @@ def load_config(
             raw[field] = env[var]
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
-        config = msgspec.convert(raw, Config, strict=False)
+        return msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:
         source = f"config file {path}" if path else "settings"
         raise ConfigError(
             f"Invalid {source}: {exc}. See docs/operations.md for each setting."
         ) from exc
-    for name, spec in config.catalogue.items():
-        check_template(name, spec)
     return config
