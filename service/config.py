@@ -100,4 +100,3 @@ def load_config(
         raise ConfigError(
             f"Invalid {source}: {exc}. See docs/operations.md for each setting."
         ) from exc
-    return config
