@@ -47,7 +47,7 @@ def test_every_setting_is_documented(field: str) -> None:
     assert f"`{field}`" in _read("operations.md")
 
 
-@pytest.mark.parametrize("var", sorted(ENV_VARS) + ["ADWD_CONFIG"])
+@pytest.mark.parametrize("var", [*sorted(ENV_VARS), "ADWD_CONFIG"])
 def test_every_environment_variable_is_documented(var: str) -> None:
     assert f"`{var}`" in _read("operations.md")
 
