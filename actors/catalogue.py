@@ -63,7 +63,7 @@ def check_template(name: str, spec: WorkflowSpec) -> None:
     for text in (*spec.argv, spec.cwd, *spec.env.values()):
         try:
             text.format_map(values)
-        except (KeyError, IndexError, ValueError) as exc:
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
             raise ConfigError(
                 f"workflows.{name}: bad placeholder in {text!r} ({exc!r}); "
                 f"use only {{{'}, {'.join(PLACEHOLDERS)}}}."

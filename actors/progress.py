@@ -34,6 +34,6 @@ def parse_progress_line(line: bytes) -> Progress | None:
         return None
     try:
         parsed = _decoder.decode(line[len(PREFIX) :])
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return None
     return Progress(parsed.progress_percent, parsed.current_step, parsed.message)

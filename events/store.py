@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -89,7 +90,7 @@ class EventStore:
                         f"No event log at {self.path}. Start the service with this "
                         "--data-dir first, or pass the right --data-dir."
                     )
-                uri = f"file:{self.path}?mode=ro"
+                uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
                 conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,7 +212,10 @@ def decode_row(row: Sequence[Any]) -> StoredEvent:
     if version == current:
         event = _event_decoder.decode(payload)
     else:
-        raw = upcast(kind, version, current, msgspec.json.decode(payload))
+        try:
+            raw = upcast(kind, version, current, msgspec.json.decode(payload))
+        except LookupError as exc:
+            raise StoreError(f"Event {seq} ({kind} v{version}) cannot be read: {exc}.") from exc
         raw["type"] = kind
         event = msgspec.convert(raw, AnyEvent)
     return StoredEvent(seq, ts, stream, kind, version, principal, correlation_id or "", event)

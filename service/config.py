@@ -87,6 +87,8 @@ def load_config(
             raw = tomllib.loads(Path(path).read_text())
         except FileNotFoundError as exc:
             raise ConfigError(f"Config file {path} does not exist; check --config.") from exc
+        except OSError as exc:
+            raise ConfigError(f"Cannot read config file {path}: {exc.strerror}.") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"Config file {path} is not valid TOML: {exc}.") from exc
     for var, field in ENV_VARS.items():
