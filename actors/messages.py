@@ -7,7 +7,7 @@ from typing import Any
 
 from msgspec import Struct
 
-from events.domain import TriggerRejected
+from events.domain import ResourceUsage, TriggerRejected
 from events.store import NewEvent
 from events.wire import CancelWorkflowData, TriggerWorkflowData
 
@@ -71,9 +71,10 @@ class Progress(Struct, frozen=True):
 
 
 class Exited(Struct, frozen=True):
-    """WorkflowActor: the child exited with this status."""
+    """WorkflowActor: the child exited with this status, having used this much."""
 
     returncode: int
+    usage: ResourceUsage | None = None
 
 
 class Stop(Struct, frozen=True):

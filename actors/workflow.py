@@ -25,9 +25,11 @@ import pykka
 
 from actors.catalogue import LaunchPlan
 from actors.messages import Append, Exited, Kill, Progress, RunEnded, Stop
+from actors.processes import usage_of
 from actors.progress import parse_progress_line
 from events.domain import (
     DomainEvent,
+    ResourceUsage,
     RunCompleted,
     RunFailed,
     RunProgress,
@@ -53,6 +55,7 @@ class WorkflowActor(pykka.ThreadingActor):
         event_log: pykka.ActorRef[pykka.Actor],
         scheduler: pykka.ActorRef[pykka.Actor],
         grace_s: float,
+        expected_s: float | None = None,
         principal: str = "system",
         correlation_id: str = "",
     ) -> None:
@@ -64,6 +67,7 @@ class WorkflowActor(pykka.ThreadingActor):
         self._log = event_log
         self._scheduler = scheduler
         self._grace_s = grace_s
+        self._expected_s = expected_s
         self._principal = principal
         self._correlation_id = correlation_id
         self._proc: subprocess.Popen[bytes] | None = None
@@ -129,7 +133,7 @@ class WorkflowActor(pykka.ThreadingActor):
         if isinstance(message, Progress):
             self._on_progress(message)
         elif isinstance(message, Exited):
-            self._on_exit(message.returncode)
+            self._on_exit(message.returncode, message.usage)
         elif isinstance(message, Stop):
             self._on_stop_request(message)
         elif isinstance(message, Kill):
@@ -156,6 +160,7 @@ class WorkflowActor(pykka.ThreadingActor):
                 exit_code=self._proc.returncode,
                 duration_s=self._elapsed(),
                 progress_percent=self._progress,
+                expected_s=self._expected_s,
             ),
             notify=False,
         )
@@ -176,28 +181,32 @@ class WorkflowActor(pykka.ThreadingActor):
             )
         )
 
-    def _on_exit(self, returncode: int) -> None:
+    def _on_exit(self, returncode: int, usage: ResourceUsage | None) -> None:
         if self._ended:
             return
-        duration = self._elapsed()
+        measured = {
+            "duration_s": self._elapsed(),
+            "resource_usage": usage,
+            "expected_s": self._expected_s,
+        }
         event: DomainEvent
         if self._stop_reason is not None:
             event = RunFailed(
                 **self._ids(),
+                **measured,
                 reason=self._stop_reason,
                 exit_code=returncode,
-                duration_s=duration,
                 cancelled=self._cancelled,
                 progress_percent=self._progress,
             )
         elif returncode == 0:
-            event = RunCompleted(**self._ids(), duration_s=duration)
+            event = RunCompleted(**self._ids(), **measured)
         else:
             event = RunFailed(
                 **self._ids(),
+                **measured,
                 reason=_exit_reason(returncode, self._plan.logs_path),
                 exit_code=returncode,
-                duration_s=duration,
                 progress_percent=self._progress,
             )
         self._end(event)
@@ -270,11 +279,21 @@ def _pump(
                     tell(progress)
     finally:
         proc.stdout.close()
-        returncode = proc.wait()
+        returncode, usage = _wait(proc)
         log_file.write(f"--- adwd: exit code {returncode}\n".encode())
         log_file.close()
         with contextlib.suppress(pykka.ActorDeadError):  # stopped at shutdown
-            tell(Exited(returncode))
+            tell(Exited(returncode, usage))
+
+
+def _wait(proc: subprocess.Popen[bytes]) -> tuple[int, ResourceUsage | None]:
+    """Reap the child with wait4, which also reports what it consumed."""
+    try:
+        _pid, status, rusage = os.wait4(proc.pid, 0)
+    except ChildProcessError:  # already reaped (on_stop's wait at shutdown)
+        return proc.wait(), None
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage_of(rusage)
 
 
 def _exit_reason(returncode: int, logs_path: str) -> str:

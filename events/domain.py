@@ -8,7 +8,7 @@ Schema evolution: new fields get defaults; a field's type never changes.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from msgspec import Struct
 
@@ -70,14 +70,32 @@ class TriggerRejected(DomainEvent, tag="trigger_rejected"):
     connection_id: str | None = None
 
 
+class ResourceUsage(Struct, frozen=True, kw_only=True):
+    """What a run's child consumed, from ``wait4``'s rusage (0 where the OS gives nothing)."""
+
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    max_rss_kb: int = 0
+    read_bytes: int = 0
+    write_bytes: int = 0
+
+
 class RunStarted(DomainEvent, tag="run_started"):
-    """The run's child process was spawned."""
+    """The run's child process was spawned, leader of process group ``pid``.
+
+    ``proc_start`` is the child's start time in clock ticks since boot (from
+    ``/proc``), so a later start can tell the child from a process that
+    reused its pid. ``expected_s`` is the typical duration of this workflow
+    type when it started (None with no history).
+    """
 
     adw_id: str
     workflow_type: str
     pid: int
     argv: list[str]
     cwd: str
+    proc_start: int = 0
+    expected_s: float | None = None
 
 
 class RunProgress(DomainEvent, tag="run_progress"):
@@ -96,6 +114,8 @@ class RunCompleted(DomainEvent, tag="run_completed"):
     adw_id: str
     workflow_type: str
     duration_s: float
+    resource_usage: ResourceUsage | None = None
+    expected_s: float | None = None
 
 
 class RunFailed(DomainEvent, tag="run_failed"):
@@ -109,6 +129,39 @@ class RunFailed(DomainEvent, tag="run_failed"):
     duration_s: float | None = None
     cancelled: bool = False
     progress_percent: int = 0
+    resource_usage: ResourceUsage | None = None
+    expected_s: float | None = None
+
+
+class CancelRequested(DomainEvent, tag="cancel_requested"):
+    """A client asked to cancel the runs of an adw_id; ``outcome`` says what came of it."""
+
+    adw_id: str
+    reason: str
+    outcome: Literal["cancelling", "not_found"]
+    connection_id: str | None = None
+
+
+class ErrorReported(DomainEvent, tag="error_reported"):
+    """A classified error, with what a person can do about it."""
+
+    error_id: str
+    category: Literal["connection", "workflow", "system"]
+    severity: Literal["low", "medium", "high", "critical"]
+    description: str
+    suggested_actions: list[str]
+    recovery_options: list[str]
+    adw_id: str = ""
+    workflow_type: str = ""
+
+
+class OrphanStopped(DomainEvent, tag="orphan_stopped"):
+    """A child left running by a service that died was found and stopped."""
+
+    adw_id: str
+    workflow_type: str
+    pid: int
+    signal: str
 
 
 DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
@@ -121,6 +174,9 @@ DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
     RunProgress,
     RunCompleted,
     RunFailed,
+    CancelRequested,
+    ErrorReported,
+    OrphanStopped,
 )
 AnyEvent = (
     ServiceStarted
@@ -132,6 +188,9 @@ AnyEvent = (
     | RunProgress
     | RunCompleted
     | RunFailed
+    | CancelRequested
+    | ErrorReported
+    | OrphanStopped
 )
 TERMINAL_EVENTS = (RunCompleted, RunFailed)
 

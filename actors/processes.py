@@ -1,0 +1,84 @@
+"""Child processes: identity across restarts, resource usage, stopping a group.
+
+Linux-specific where it must be (``/proc``); elsewhere identity checks
+degrade to "pid alive", which is documented.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+from events.domain import ResourceUsage
+
+BLOCK = 512  # rusage counts block I/O in 512-byte units
+
+
+def start_ticks(pid: int) -> int:
+    """When ``pid`` started, in clock ticks since boot; 0 if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    # Field 22; the command name (field 2) may hold spaces, so split after it.
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[19])
+
+
+def is_same_process(pid: int, ticks: int) -> bool:
+    """Whether ``pid`` is still the process that started at ``ticks``."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # not ours: never signal it
+    return ticks == 0 or start_ticks(pid) == ticks
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group is still there."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def stop_group(pgid: int, grace_s: float) -> str:
+    """SIGTERM the group, SIGKILL it after ``grace_s``; the last signal sent."""
+    sent = "SIGTERM"
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while group_alive(pgid) and time.monotonic() < deadline:
+        _reap(pgid)
+        time.sleep(0.02)  # polling a process we do not parent: no wait() is possible
+    if group_alive(pgid):
+        sent = "SIGKILL"
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        _reap(pgid)
+    return sent
+
+
+def _reap(pgid: int) -> None:
+    # Only our own children can be reaped; for orphans adopted by init this is a no-op.
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(-pgid, os.WNOHANG)
+
+
+def usage_of(rusage: object) -> ResourceUsage:
+    """A ResourceUsage from the struct_rusage ``os.wait4`` returns."""
+    return ResourceUsage(
+        cpu_user_s=round(float(rusage.ru_utime), 6),  # type: ignore[attr-defined]
+        cpu_system_s=round(float(rusage.ru_stime), 6),  # type: ignore[attr-defined]
+        max_rss_kb=int(rusage.ru_maxrss),  # type: ignore[attr-defined]
+        read_bytes=int(rusage.ru_inblock) * BLOCK,  # type: ignore[attr-defined]
+        write_bytes=int(rusage.ru_oublock) * BLOCK,  # type: ignore[attr-defined]
+    )
