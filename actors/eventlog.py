@@ -48,9 +48,16 @@ class EventLogActor(pykka.ThreadingActor):
             self._flush()
         return None
 
-    def subscribe(self, subscriber: Subscriber) -> None:
-        """Receive every batch committed from now on (call through a proxy)."""
-        self._subscribers.append(subscriber)
+    def subscribe(self, subscriber: Subscriber, *, first: bool = False) -> None:
+        """Receive every batch committed from now on (call through a proxy).
+
+        ``first`` puts it before the others: delivery to clients goes first, so
+        messages derived from projections never overtake the event's own.
+        """
+        if first:
+            self._subscribers.insert(0, subscriber)
+        else:
+            self._subscribers.append(subscriber)
 
     def last_seq(self) -> int:
         """The seq of the newest committed event, after committing what is pending."""

@@ -133,6 +133,17 @@ class EventStore:
         """Identity of this log; it changes when the log is restored or compacted."""
         return self._meta("epoch") or ""
 
+    def rotate_epoch(self) -> str:
+        """Give the log a new identity (after a restore): clients cannot resume across it."""
+        with self._conn:
+            self._set_meta("epoch", uuid.uuid4().hex)
+        return self.epoch
+
+    def first_seq(self) -> int:
+        """The oldest seq the log still holds (1 until compaction exists), 0 if empty."""
+        row = self._conn.execute("SELECT min(seq) FROM events").fetchone()
+        return int(row[0] or 0)
+
     def last_seq(self) -> int:
         """The seq of the newest committed event, 0 for an empty log."""
         row = self._conn.execute("SELECT max(seq) FROM events").fetchone()

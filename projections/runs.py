@@ -1,14 +1,25 @@
 """Current state of each run: a deterministic fold of the log.
 
 The source for recovery at start-up (which runs were waiting, which were in
-flight) and for clients that join late.
+flight), for clients that join late, and for ``adwd inspect``/``replay``.
+A re-run of the same ``(adw_id, workflow_type)`` replaces its view; the
+log keeps every run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from events.domain import RunCompleted, RunFailed, RunProgress, RunQueued, RunStarted
+from events.domain import (
+    ResourceUsage,
+    RunCompleted,
+    RunFailed,
+    RunProgress,
+    RunQueued,
+    RunStarted,
+)
 from events.store import StoredEvent
 
 RunKey = tuple[str, str]
@@ -24,38 +35,94 @@ class RunView:
     progress_percent: int = 0
     current_step: str = ""
     last_seq: int = 0
+    message: str = ""
+    queued_ts: float = 0.0
+    started_ts: float | None = None
+    ended_ts: float | None = None
+    duration_s: float | None = None
+    pid: int = 0
+    proc_start: int = 0
+    expected_s: float | None = None
+    exit_code: int | None = None
+    cancelled: bool = False
+    resource_usage: ResourceUsage | None = None
+
+    @property
+    def key(self) -> RunKey:
+        """``(adw_id, workflow_type)``."""
+        return (self.request.adw_id, self.request.workflow_type)
 
 
 @dataclass
 class RunsProjection:
-    """Every run of the log, by ``(adw_id, workflow_type)``; a re-run replaces its view."""
+    """Every run of the log, by ``(adw_id, workflow_type)``."""
 
     runs: dict[RunKey, RunView] = field(default_factory=dict)
     seq: int = 0
+    dirty: set[RunKey] = field(default_factory=set, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._handlers = self.handlers()
+
+    def handlers(self) -> dict[type, Callable[[StoredEvent, Any], None]]:
+        """The events this projection folds, and how."""
+        return {
+            RunQueued: self._queued,
+            RunStarted: self._started,
+            RunProgress: self._progress,
+            RunCompleted: self._completed,
+            RunFailed: self._failed,
+        }
 
     def apply(self, stored: StoredEvent) -> None:
         """Fold one committed event."""
         self.seq = stored.seq
-        event = stored.event
-        if isinstance(event, RunQueued):
-            key = (event.adw_id, event.workflow_type)
-            self.runs[key] = RunView(event, stored.seq, last_seq=stored.seq)
-            return
-        if not isinstance(event, RunStarted | RunProgress | RunCompleted | RunFailed):
-            return
-        view = self.runs.get((event.adw_id, event.workflow_type))
-        if view is None:
-            return
-        view.last_seq = stored.seq
-        if isinstance(event, RunStarted):
+        handler = self._handlers.get(type(stored.event))
+        if handler is not None:
+            handler(stored, stored.event)
+
+    def _view(self, stored: StoredEvent, e: Any) -> RunView | None:
+        key = (e.adw_id, e.workflow_type)
+        view = self.runs.get(key)
+        if view is not None:
+            view.last_seq = stored.seq
+            self.dirty.add(key)
+        return view
+
+    def _queued(self, stored: StoredEvent, e: RunQueued) -> None:
+        key = (e.adw_id, e.workflow_type)
+        self.runs[key] = RunView(e, stored.seq, last_seq=stored.seq, queued_ts=stored.ts)
+        self.dirty.add(key)
+
+    def _started(self, stored: StoredEvent, e: RunStarted) -> None:
+        view = self._view(stored, e)
+        if view is not None:
             view.status = "running"
-        elif isinstance(event, RunProgress):
-            view.progress_percent = event.progress_percent
-            view.current_step = event.current_step or view.current_step
-        elif isinstance(event, RunCompleted):
-            view.status, view.progress_percent = "completed", 100
-        else:
-            view.status = "failed"
+            view.started_ts = stored.ts
+            view.pid, view.proc_start, view.expected_s = e.pid, e.proc_start, e.expected_s
+
+    def _progress(self, stored: StoredEvent, e: RunProgress) -> None:
+        view = self._view(stored, e)
+        if view is not None:
+            view.progress_percent = e.progress_percent
+            view.current_step = e.current_step or view.current_step
+            view.message = e.message or view.message
+
+    def _completed(self, stored: StoredEvent, e: RunCompleted) -> None:
+        view = self._view(stored, e)
+        if view is not None:
+            view.status, view.progress_percent, view.exit_code = "completed", 100, 0
+            view.ended_ts, view.duration_s = stored.ts, e.duration_s
+            view.resource_usage = e.resource_usage
+            view.message = "completed"
+
+    def _failed(self, stored: StoredEvent, e: RunFailed) -> None:
+        view = self._view(stored, e)
+        if view is not None:
+            view.status, view.exit_code, view.cancelled = "failed", e.exit_code, e.cancelled
+            view.ended_ts, view.duration_s = stored.ts, e.duration_s
+            view.resource_usage = e.resource_usage
+            view.message = e.reason
 
     def waiting(self) -> list[RunView]:
         """Runs accepted but not started, oldest first."""

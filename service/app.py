@@ -10,16 +10,19 @@ import pykka
 
 from actors.eventlog import EventLogActor
 from actors.messages import Append
+from actors.projector import Committed, ProjectionActor
 from actors.scheduler import SchedulerActor
-from events.domain import SYSTEM_STREAM, RunFailed, ServiceStarted, ServiceStopped, workflow_stream
+from events.domain import SYSTEM_STREAM, ServiceStarted, ServiceStopped
 from events.store import EventStore, NewEvent
-from projections.runs import RunsProjection
+from projections.views import ViewStore, catch_up
 from service.config import Config
+from service.recovery import recover_in_flight
 from transport.server import TransportActor
 
 log = logging.getLogger(__name__)
 
 EVENTS_FILE = "events.db"
+VIEWS_FILE = "views.db"
 
 
 class Service:
@@ -30,9 +33,11 @@ class Service:
         self.port = 0
         self.fatal = threading.Event()
         self._store: EventStore | None = None
+        self._views: ViewStore | None = None
         self._event_log: pykka.ActorRef[EventLogActor] | None = None
         self._scheduler: pykka.ActorRef[SchedulerActor] | None = None
         self._transport: pykka.ActorRef[TransportActor] | None = None
+        self._projector: pykka.ActorRef[ProjectionActor] | None = None
 
     @property
     def events_path(self) -> str:
@@ -45,10 +50,21 @@ class Service:
         data = cfg.data_path
         data.mkdir(parents=True, exist_ok=True)
         store = self._store = EventStore(data / EVENTS_FILE)
-        runs = RunsProjection()
-        for stored in store.read():
-            runs.apply(stored)
-        event_log = self._event_log = EventLogActor.start(store, on_fatal=self._on_fatal)
+        views = self._views = ViewStore(data / VIEWS_FILE)
+        checkpoint, epoch = views.checkpoint()
+        if epoch == store.epoch and checkpoint > store.last_seq():
+            # The log is older than the views built from it: it was restored from a backup.
+            log.warning("event log restored from an older copy: new epoch %s", store.rotate_epoch())
+        projections = catch_up(views, store)
+        runs = projections.runs
+        projector = self._projector = ProjectionActor.start(
+            projections=projections, views=views, epoch=store.epoch
+        )
+        event_log = self._event_log = EventLogActor.start(
+            store,
+            subscribers=[lambda batch: projector.tell(Committed(batch))],
+            on_fatal=self._on_fatal,
+        )
         startup = [
             NewEvent(
                 SYSTEM_STREAM,
@@ -58,19 +74,7 @@ class Service:
             )
         ]
         # Runs that were in flight when the service last stopped cannot be resumed.
-        startup += [
-            NewEvent(
-                workflow_stream(view.request.adw_id),
-                RunFailed(
-                    adw_id=view.request.adw_id,
-                    workflow_type=view.request.workflow_type,
-                    reason="interrupted: the service stopped while the run was in progress; "
-                    "trigger it again to re-run it",
-                    progress_percent=view.progress_percent,
-                ),
-            )
-            for view in runs.in_flight()
-        ]
+        startup += recover_in_flight(runs.in_flight(), cfg.shutdown_grace_s)
         event_log.tell(Append(startup))
         catalogue = cfg.catalogue
         self._scheduler = SchedulerActor.start(
@@ -90,6 +94,7 @@ class Service:
                 port=cfg.port,
                 scheduler=self._scheduler,
                 event_log=event_log,
+                projector=projector,
                 workflow_types=frozenset(catalogue),
                 max_outbound_bytes=cfg.max_outbound_bytes,
             )
@@ -108,10 +113,16 @@ class Service:
         if self._event_log is not None:
             self._event_log.tell(Append([NewEvent(SYSTEM_STREAM, ServiceStopped(reason=reason))]))
             self._event_log.stop()
+        if self._projector is not None:
+            self._projector.stop()  # after the log: it has folded every batch
+            self._projector = None
         if self._transport is not None:
             self._transport.stop()
         if self._store is not None:
             self._store.close()
+        if self._views is not None:
+            self._views.close()
+            self._views = None
         self._transport = self._scheduler = self._event_log = None
         self._store = None
 

@@ -47,6 +47,7 @@ class TransportActor(pykka.ThreadingActor):
         port: int,
         scheduler: pykka.ActorRef[pykka.Actor],
         event_log: pykka.ActorRef[pykka.Actor],
+        projector: pykka.ActorRef[pykka.Actor] | None = None,
         workflow_types: frozenset[str],
         max_outbound_bytes: int,
     ) -> None:
@@ -55,6 +56,7 @@ class TransportActor(pykka.ThreadingActor):
         self._port = port
         self._scheduler = scheduler
         self._event_log = event_log
+        self._projector = projector
         self._workflow_types = workflow_types
         self._router = Router(max_outbound_bytes)
         self._loop = asyncio.new_event_loop()
@@ -77,7 +79,12 @@ class TransportActor(pykka.ThreadingActor):
                 "Choose another --port or stop the process using it."
             ) from exc
         self.port = self._server.sockets[0].getsockname()[1]
-        self._event_log.proxy().subscribe(self._publish).get()
+        self._event_log.proxy().subscribe(self._publish, first=True).get()
+        if self._projector is not None:
+            loop, router = self._loop, self._router
+            self._projector.proxy().attach(
+                lambda cid, frame: loop.call_soon_threadsafe(router.send_to, cid, frame)
+            ).get()
 
     async def _listen(self) -> Server:
         return await serve(

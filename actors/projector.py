@@ -1,0 +1,100 @@
+"""ProjectionActor: keeps the projections live and their read models saved.
+
+Receives every committed batch from the EventLogActor, folds it into the
+projections (the same code replay uses) and saves what changed with the
+checkpoint in one transaction. It also answers the questions that need
+projection state: queue positions, and the snapshot a joining client gets.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import pykka
+from msgspec import Struct
+
+from events.codec import encode
+from events.store import StoredEvent
+from events.wire import QueueStatus, QueueStatusData
+from projections.bundle import Projections
+from projections.queue import QueueEntry
+from projections.views import ViewStore
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[str, bytes], None]  # (connection id, frame) -> None, thread-safe
+
+
+class Committed(Struct, frozen=True):
+    """A batch the EventLogActor committed."""
+
+    events: Sequence[StoredEvent]
+
+
+class ProjectionActor(pykka.ThreadingActor):
+    """Owns the live projections and the views file."""
+
+    def __init__(self, *, projections: Projections, views: ViewStore, epoch: str) -> None:
+        super().__init__()
+        self._p = projections
+        self._views = views
+        self._epoch = epoch
+        self._deliver: Deliver | None = None
+        self._sent_positions: dict[tuple[str, str], int] = {}
+
+    def on_receive(self, message: object) -> object:
+        """Fold committed batches."""
+        if isinstance(message, Committed):
+            self._p.apply_all(message.events)
+            self._views.save(self._p, self._epoch)
+            self._send_queue_changes()
+        return None
+
+    def attach(self, deliver: Deliver) -> None:
+        """Where to send per-connection messages (set by the transport when it starts)."""
+        self._deliver = deliver
+
+    def queue_status_frames(self, connection_id: str) -> list[bytes]:
+        """``queue_status`` for each run this connection has waiting, or one for a new run."""
+        now = time.time()
+        mine = [e for e in self._p.queue.entries(now) if e.connection_id == connection_id]
+        if mine:
+            return [_frame(e) for e in mine]
+        data = QueueStatusData(
+            queue_length=len(self._p.queue.waiting),
+            estimated_wait_time=self._p.queue.wait_for_new(now),
+            position=0,
+        )
+        return [encode(QueueStatus(data))]
+
+    def seq(self) -> int:
+        """The seq the projections are at."""
+        return self._p.seq
+
+    def _send_queue_changes(self) -> None:
+        """Tell each waiting run's connection when its position or the queue length changed."""
+        if self._deliver is None:
+            return
+        entries = self._p.queue.entries(time.time())
+        sent, self._sent_positions = self._sent_positions, {}
+        for entry in entries:
+            key = (entry.adw_id, entry.workflow_type)
+            now = entry.position
+            self._sent_positions[key] = now
+            if sent.get(key) != now and entry.connection_id is not None:
+                self._deliver(entry.connection_id, _frame(entry))
+
+
+def _frame(entry: QueueEntry) -> bytes:
+    return encode(
+        QueueStatus(
+            QueueStatusData(
+                queue_length=entry.queue_length,
+                estimated_wait_time=entry.estimated_wait_s,
+                position=entry.position,
+                adw_id=entry.adw_id,
+            )
+        )
+    )

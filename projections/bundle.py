@@ -1,0 +1,53 @@
+"""All projections folded together: one dispatch per event.
+
+The same class serves the live service, the start-up catch-up, ``adwd
+replay`` and the benchmark, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from events.store import StoredEvent
+from projections.audit import AuditProjection
+from projections.metrics import MetricsProjection
+from projections.queue import QueueProjection
+from projections.runs import RunsProjection
+
+Handler = Callable[[StoredEvent, Any], None]
+
+
+@dataclass
+class Projections:
+    """Runs, metrics, queue and audit, at ``seq``."""
+
+    runs: RunsProjection = field(default_factory=RunsProjection)
+    metrics: MetricsProjection = field(default_factory=MetricsProjection)
+    queue: QueueProjection = field(default_factory=QueueProjection)
+    audit: AuditProjection = field(default_factory=AuditProjection)
+    seq: int = 0
+
+    def __post_init__(self) -> None:
+        table: dict[type, list[Handler]] = {}
+        for part in (self.runs, self.metrics, self.queue, self.audit):
+            for event_type, handler in part.handlers().items():
+                table.setdefault(event_type, []).append(handler)
+        self._dispatch = {k: tuple(v) for k, v in table.items()}
+
+    def apply(self, stored: StoredEvent) -> None:
+        """Fold one committed event into every projection."""
+        self.seq = self.runs.seq = stored.seq
+        for handler in self._dispatch.get(type(stored.event), ()):
+            handler(stored, stored.event)
+
+    def apply_all(self, events: Iterable[StoredEvent]) -> None:
+        """Fold many events, in order."""
+        dispatch, no_handlers = self._dispatch, ()
+        stored = None
+        for stored in events:
+            for handler in dispatch.get(type(stored.event), no_handlers):
+                handler(stored, stored.event)
+        if stored is not None:
+            self.seq = self.runs.seq = stored.seq

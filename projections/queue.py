@@ -1,0 +1,119 @@
+"""Queue status: who waits, in which position, and for about how long.
+
+The estimate simulates the scheduler: ``max_concurrent`` slots, each busy
+until its running run is expected to end; waiting runs take the earliest
+free slot in FIFO order. A run's expected duration is the median of its
+type's last completed runs; with no history for the type, the median over
+all types' recent runs; with no history at all, ``DEFAULT_EXPECTED_S``.
+Runs already past their expected duration are taken to end now. Per-type
+limits and the one-run-per-adw_id rule are not simulated, so the estimate
+is a lower bound when they bite.
+"""
+
+from __future__ import annotations
+
+import heapq
+import statistics
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from events.domain import (
+    RunCompleted,
+    RunFailed,
+    RunQueued,
+    RunStarted,
+    ServiceStarted,
+)
+from events.store import StoredEvent
+from projections.metrics import RECENT
+
+DEFAULT_EXPECTED_S = 60.0
+RunKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One waiting run's place in the queue."""
+
+    adw_id: str
+    workflow_type: str
+    connection_id: str | None
+    position: int  # 1 = next to start
+    queue_length: int
+    estimated_wait_s: float
+
+
+@dataclass
+class QueueProjection:
+    """Waiting and running runs, and recent durations for estimates."""
+
+    waiting: dict[RunKey, str | None] = field(default_factory=dict)  # FIFO: key -> connection
+    running: dict[RunKey, float] = field(default_factory=dict)  # key -> started ts
+    recent: dict[str, deque[float]] = field(default_factory=dict)
+    max_concurrent: int = 1
+
+    def handlers(self) -> dict[type, Callable[[StoredEvent, Any], None]]:
+        """The events this projection folds, and how."""
+        return {
+            ServiceStarted: self._service_started,
+            RunQueued: self._queued,
+            RunStarted: self._started,
+            RunCompleted: self._ended,
+            RunFailed: self._ended,
+        }
+
+    def _service_started(self, _stored: StoredEvent, e: ServiceStarted) -> None:
+        self.max_concurrent = max(1, e.max_concurrent)
+
+    def _queued(self, _stored: StoredEvent, e: RunQueued) -> None:
+        self.waiting[(e.adw_id, e.workflow_type)] = e.connection_id
+
+    def _started(self, stored: StoredEvent, e: RunStarted) -> None:
+        key = (e.adw_id, e.workflow_type)
+        self.waiting.pop(key, None)
+        self.running[key] = stored.ts
+
+    def _ended(self, _stored: StoredEvent, e: RunCompleted | RunFailed) -> None:
+        key = (e.adw_id, e.workflow_type)
+        self.waiting.pop(key, None)
+        self.running.pop(key, None)
+        if isinstance(e, RunCompleted):
+            recent = self.recent.get(e.workflow_type)
+            if recent is None:
+                recent = self.recent[e.workflow_type] = deque(maxlen=RECENT)
+            recent.append(e.duration_s)
+
+    def expected(self, workflow_type: str) -> float:
+        """Expected duration of a run of this type, with the documented fallbacks."""
+        recent = self.recent.get(workflow_type)
+        if recent:
+            return statistics.median(recent)
+        everything = [d for values in self.recent.values() for d in values]
+        return statistics.median(everything) if everything else DEFAULT_EXPECTED_S
+
+    def entries(self, now: float) -> list[QueueEntry]:
+        """Every waiting run with its position and estimated wait at time ``now``."""
+        return self._schedule(now)[0]
+
+    def wait_for_new(self, now: float) -> float:
+        """Estimated wait of a run triggered now, behind everything queued."""
+        return round(self._schedule(now)[1][0], 3)
+
+    def _schedule(self, now: float) -> tuple[list[QueueEntry], list[float]]:
+        free_at = [
+            max(0.0, started + self.expected(key[1]) - now) for key, started in self.running.items()
+        ]
+        free_at = sorted(free_at)[: self.max_concurrent]
+        free_at += [0.0] * (self.max_concurrent - len(free_at))
+        heapq.heapify(free_at)
+        length = len(self.waiting)
+        entries = []
+        for position, (key, connection_id) in enumerate(self.waiting.items(), start=1):
+            start = heapq.heappop(free_at)
+            heapq.heappush(free_at, start + self.expected(key[1]))
+            entries.append(
+                QueueEntry(key[0], key[1], connection_id, position, length, round(start, 3))
+            )
+        return entries, free_at

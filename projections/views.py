@@ -1,0 +1,259 @@
+"""Read models people query, kept in SQLite beside the log: ``views.db``.
+
+Tables ``runs``, ``type_metrics`` and ``audit`` hold the projections, and
+``checkpoint`` the seq and log epoch they cover. Rows and checkpoint are
+written in one transaction, so after a crash the views are exactly as of
+their checkpoint: catch-up applies each later event once, never twice,
+never skipping one. The file is rebuildable from the log, so it trades
+durability for speed (``synchronous=NORMAL``): a power loss may cost its
+newest commits, which the next catch-up re-applies.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import urllib.parse
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import sqlite_utils
+
+from events.domain import ResourceUsage, RunQueued
+from events.errors import StoreError
+from events.store import EventStore
+from projections.audit import AuditEntry
+from projections.bundle import Projections
+from projections.metrics import RECENT, TypeMetrics
+from projections.runs import RunView
+
+_RUN_COLUMNS = (
+    "adw_id", "workflow_type", "status", "queued_seq", "last_seq", "progress_percent",
+    "current_step", "message", "queued_ts", "started_ts", "ended_ts", "duration_s", "pid",
+    "proc_start", "expected_s", "exit_code", "cancelled", "resource_usage", "request",
+)  # fmt: skip
+_AUDIT_COLUMNS = tuple(AuditEntry.__dataclass_fields__)
+_encode = msgspec.json.encode
+_usage = msgspec.json.Decoder(ResourceUsage | None)
+_request = msgspec.json.Decoder(RunQueued)
+
+
+class ViewStore:
+    """The read models' SQLite file."""
+
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        try:
+            if readonly:
+                if not self.path.exists():
+                    raise StoreError(
+                        f"No views at {self.path}: start the service once with this "
+                        "--data-dir so it builds them."
+                    )
+                quoted = urllib.parse.quote(str(self.path.resolve()))
+                conn = sqlite3.connect(f"file:{quoted}?mode=ro", uri=True, check_same_thread=False)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                self._create(sqlite_utils.Database(conn))
+            conn.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot open views {self.path}: {exc}") from exc
+        self._conn = conn
+
+    @staticmethod
+    def _create(db: sqlite_utils.Database) -> None:
+        t = db.table
+        t("checkpoint").create(  # type: ignore[union-attr]
+            {"name": str, "seq": int, "epoch": str, "max_concurrent": int},
+            pk="name",
+            if_not_exists=True,
+        )
+        columns: dict[str, Any] = dict.fromkeys(_RUN_COLUMNS, str)
+        columns.update(
+            dict.fromkeys(
+                ("queued_seq", "last_seq", "progress_percent", "pid", "proc_start", "exit_code",
+                 "cancelled"), int,
+            )
+        )  # fmt: skip
+        columns.update(
+            dict.fromkeys(
+                ("queued_ts", "started_ts", "ended_ts", "duration_s", "expected_s"), float
+            )
+        )
+        t("runs").create(columns, pk=("adw_id", "workflow_type"), if_not_exists=True)  # type: ignore[union-attr]
+        t("type_metrics").create(  # type: ignore[union-attr]
+            {"workflow_type": str, "completed": int, "failed": int, "durations": str},
+            pk="workflow_type",
+            if_not_exists=True,
+        )
+        audit: dict[str, Any] = dict.fromkeys(_AUDIT_COLUMNS, str)
+        audit.update(seq=int, ts=float)
+        t("audit").create(audit, pk="seq", if_not_exists=True)  # type: ignore[union-attr]
+        t("audit").create_index(["adw_id"], if_not_exists=True)  # type: ignore[union-attr]
+
+    def checkpoint(self) -> tuple[int, str]:
+        """``(seq, epoch)`` the views cover; ``(0, "")`` when empty."""
+        row = self._conn.execute(
+            "SELECT seq, epoch FROM checkpoint WHERE name = 'projections'"
+        ).fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, "")
+
+    def save(self, projections: Projections, epoch: str) -> None:
+        """Write what changed since the last save, and the checkpoint, in one transaction."""
+        runs = projections.runs
+        dirty = [runs.runs[key] for key in runs.dirty if key in runs.runs]
+        runs.dirty = set()
+        audit = projections.audit.take()
+        types = projections.metrics.types
+        try:
+            with self._conn:
+                self._conn.executemany(
+                    f"INSERT OR REPLACE INTO runs VALUES ({', '.join('?' * len(_RUN_COLUMNS))})",
+                    [_run_row(view) for view in dirty],
+                )
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO type_metrics VALUES (?, ?, ?, ?)",
+                    [
+                        (name, m.completed, m.failed, _encode(m.durations).decode())
+                        for name, m in types.items()
+                    ],
+                )
+                self._conn.executemany(
+                    f"INSERT OR REPLACE INTO audit VALUES ({', '.join('?' * len(_AUDIT_COLUMNS))})",
+                    [tuple(getattr(a, c) for c in _AUDIT_COLUMNS) for a in audit],
+                )
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO checkpoint VALUES ('projections', ?, ?, ?)",
+                    (projections.seq, epoch, projections.queue.max_concurrent),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot write views {self.path}: {exc}") from exc
+
+    def load(self) -> Projections:
+        """The projections as of the checkpoint."""
+        p = Projections()
+        seq_row = self._conn.execute(
+            "SELECT seq, max_concurrent FROM checkpoint WHERE name = 'projections'"
+        ).fetchone()
+        if seq_row is None:
+            return p
+        p.seq = p.runs.seq = int(seq_row[0])
+        p.queue.max_concurrent = int(seq_row[1])
+        rows = self._conn.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs ORDER BY queued_seq")
+        for row in rows:
+            view = _run_view(row)
+            p.runs.runs[view.key] = view
+            if view.status == "queued":
+                p.queue.waiting[view.key] = view.request.connection_id
+            elif view.status == "running":
+                p.queue.running[view.key] = view.started_ts or 0.0
+        for name, completed, failed, durations in self._conn.execute(
+            "SELECT workflow_type, completed, failed, durations FROM type_metrics"
+        ):
+            values = msgspec.json.decode(durations, type=list[float])
+            p.metrics.types[name] = TypeMetrics(
+                completed, failed, values, deque(values[-RECENT:], maxlen=RECENT)
+            )
+            if values:
+                p.queue.recent[name] = deque(values[-RECENT:], maxlen=RECENT)
+        p.audit.count = int(self._conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+        return p
+
+    def audit(
+        self,
+        *,
+        adw_id: str | None = None,
+        principal: str | None = None,
+        outcome: str | None = None,
+        since_ts: float | None = None,
+        limit: int | None = None,
+    ) -> Iterator[AuditEntry]:
+        """Audit entries, oldest first, filtered."""
+        where, params = ["1 = 1"], []
+        for column, value in (("adw_id", adw_id), ("principal", principal), ("outcome", outcome)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since_ts is not None:
+            where.append("ts >= ?")
+            params.append(since_ts)
+        columns = ", ".join(_AUDIT_COLUMNS)
+        sql = f"SELECT {columns} FROM audit WHERE {' AND '.join(where)} ORDER BY seq"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        for row in self._conn.execute(sql, params):
+            yield AuditEntry(*row)
+
+    def reset(self) -> None:
+        """Forget every view (the log was restored or replaced)."""
+        with self._conn:
+            for table in ("runs", "type_metrics", "audit", "checkpoint"):
+                self._conn.execute(f"DELETE FROM {table}")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+
+def _run_row(v: RunView) -> tuple[Any, ...]:
+    return (
+        v.request.adw_id, v.request.workflow_type, v.status, v.queued_seq, v.last_seq,
+        v.progress_percent, v.current_step, v.message, v.queued_ts, v.started_ts, v.ended_ts,
+        v.duration_s, v.pid, v.proc_start, v.expected_s, v.exit_code, int(v.cancelled),
+        _encode(v.resource_usage).decode(), _encode(v.request).decode(),
+    )  # fmt: skip
+
+
+def _run_view(row: tuple[Any, ...]) -> RunView:
+    (_a, _w, status, queued_seq, last_seq, progress, step, message, queued_ts, started_ts,
+     ended_ts, duration_s, pid, proc_start, expected_s, exit_code, cancelled, usage,
+     request) = row  # fmt: skip
+    return RunView(
+        request=_request.decode(request),
+        queued_seq=queued_seq,
+        status=status,
+        progress_percent=progress,
+        current_step=step,
+        last_seq=last_seq,
+        message=message,
+        queued_ts=queued_ts,
+        started_ts=started_ts,
+        ended_ts=ended_ts,
+        duration_s=duration_s,
+        pid=pid,
+        proc_start=proc_start,
+        expected_s=expected_s,
+        exit_code=exit_code,
+        cancelled=bool(cancelled),
+        resource_usage=_usage.decode(usage),
+    )
+
+
+def catch_up(
+    views: ViewStore, store: EventStore, *, chunk: int = 10_000, until: int | None = None
+) -> Projections:
+    """Load the views at their checkpoint and fold every later event of the log.
+
+    Starts from zero when the views belong to another epoch of the log, or
+    claim more than the log holds (it was restored from an older copy).
+    """
+    seq, epoch = views.checkpoint()
+    if epoch != store.epoch or seq > store.last_seq():
+        views.reset()
+        projections = Projections()
+    else:
+        projections = views.load()
+    pending = 0
+    for stored in store.read(projections.seq, until=until):
+        projections.apply(stored)
+        pending += 1
+        if pending >= chunk:
+            views.save(projections, store.epoch)
+            pending = 0
+    views.save(projections, store.epoch)
+    return projections

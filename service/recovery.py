@@ -1,0 +1,69 @@
+"""Start-up recovery: what to do with runs a previous service left behind.
+
+Pure decisions plus the one side effect that must happen before anything
+else starts: stopping children that outlived the service that started them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from actors.processes import is_same_process, stop_group
+from events.domain import ErrorReported, OrphanStopped, RunFailed, workflow_stream
+from events.store import NewEvent
+from projections.runs import RunView
+
+INTERRUPTED = (
+    "interrupted: the service stopped while the run was in progress; trigger it again to re-run it"
+)
+
+
+def recover_in_flight(views: list[RunView], grace_s: float) -> list[NewEvent]:
+    """Stop leftover children of in-flight runs; record each run as failed, with a report."""
+    events: list[NewEvent] = []
+    for view in views:
+        adw_id, workflow_type = view.key
+        stream = workflow_stream(adw_id)
+        if is_same_process(view.pid, view.proc_start):
+            sent = stop_group(view.pid, grace_s)
+            events.append(
+                NewEvent(stream, OrphanStopped(adw_id=adw_id, workflow_type=workflow_type,
+                                               pid=view.pid, signal=sent))
+            )  # fmt: skip
+        events.append(
+            NewEvent(
+                stream,
+                RunFailed(
+                    adw_id=adw_id,
+                    workflow_type=workflow_type,
+                    reason=INTERRUPTED,
+                    progress_percent=view.progress_percent,
+                    expected_s=view.expected_s,
+                ),
+            )
+        )
+        events.append(NewEvent(stream, interrupted_report(view)))
+    return events
+
+
+def interrupted_report(view: RunView) -> ErrorReported:
+    """The error report of a run cut short by the service stopping."""
+    adw_id, workflow_type = view.key
+    return ErrorReported(
+        error_id=uuid.uuid4().hex[:12],
+        category="workflow",
+        severity="high",
+        description=(
+            f"{workflow_type} for {adw_id} was running when the service stopped "
+            f"(at {view.progress_percent}%, step {view.current_step or 'unknown'!r}); "
+            "its process was stopped and the run marked failed."
+        ),
+        suggested_actions=[
+            f"Read the run's log: {view.request.logs_path}",
+            "Check the work directory for partial output before re-running.",
+            "Trigger the workflow again with the same adw_id to re-run it.",
+        ],
+        recovery_options=["retrigger"],
+        adw_id=adw_id,
+        workflow_type=workflow_type,
+    )
