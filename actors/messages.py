@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Protocol
 
 from msgspec import Struct
 
@@ -25,9 +25,24 @@ class Flush(Struct, frozen=True):
 
 
 class Inbound(Struct, frozen=True):
-    """ConnectionActor: a frame the client sent."""
+    """ConnectionActor: a frame the client sent. ``paused``: the loop paused live
+    delivery to this connection because the frame looked like a subscribe."""
 
     frame: bytes | str
+    paused: bool = False
+
+
+class Outbox(Protocol):
+    """A connection's way out, implemented on the loop by the transport."""
+
+    def send(self, frame: bytes) -> None:
+        """Send a frame now (not part of the event stream)."""
+
+    def catch_up(self, frames: Sequence[bytes]) -> None:
+        """Send catch-up frames; returns once they are written (backpressure)."""
+
+    def resume(self, upto: int, follows: Collection[str] | bool | None = False) -> None:
+        """Catch-up covered seq <= upto: flush buffered live messages after it, go live."""
 
 
 class Trigger(Struct, frozen=True):
@@ -60,6 +75,7 @@ class RunEnded(Struct, frozen=True):
 
     adw_id: str
     workflow_type: str
+    completed_in_s: float | None = None  # set when it completed: feeds "typical duration"
 
 
 class Progress(Struct, frozen=True):

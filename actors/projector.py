@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import pykka
 from msgspec import Struct
 
+from actors.wireview import snapshot
 from events.codec import encode
 from events.store import StoredEvent
 from events.wire import QueueStatus, QueueStatusData
@@ -69,12 +70,16 @@ class ProjectionActor(pykka.ThreadingActor):
         )
         return [encode(QueueStatus(data))]
 
+    def snapshot(self, adw_ids: Collection[str] | None) -> tuple[int, list[bytes]]:
+        """The seq the projections are at, and the current state of the runs followed."""
+        return self._p.seq, snapshot(self._p.runs.runs.values(), adw_ids)
+
     def seq(self) -> int:
         """The seq the projections are at."""
         return self._p.seq
 
     def _send_queue_changes(self) -> None:
-        """Tell each waiting run's connection when its position or the queue length changed."""
+        """Tell each waiting run's connection when its position changed."""
         if self._deliver is None:
             return
         entries = self._p.queue.entries(time.time())

@@ -6,177 +6,169 @@ and written to every follower with ``websockets.broadcast``; routing one
 broadcast through per-connection actors would cost a thread hand-off per
 delivery (ARCHITECTURE.md, measured facts).
 
-Every connection's outbound buffer is bounded: a client whose unsent bytes
-exceed ``max_outbound_bytes`` is closed with 1013 (try again later). It can
-reconnect and resume; the log still holds everything it missed.
+A connection starts *paused*: live messages for it are buffered while its
+ConnectionActor sends it the state or the history it missed, then the
+buffer is flushed without what that catch-up already covered (seq <=
+``upto``). Pauses nest: a subscribe that arrives during the first catch-up
+pauses again, and live delivery starts only when both are done. So a client
+sees every event once, in order, with no gap at the
+seam between catch-up and live.
+
+Every connection's outbound data is bounded: a client whose unsent bytes
+(socket buffer, or pause buffer) exceed ``max_outbound_bytes`` is closed
+with 1013 (try again later). It can reconnect and resume; the log still
+holds everything it missed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 
 from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.exceptions import ConnectionClosed
 
-from events.codec import encode
-from events.domain import (
-    RunCompleted,
-    RunFailed,
-    RunProgress,
-    RunQueued,
-    RunStarted,
-    TriggerDeduplicated,
-    TriggerRejected,
-)
+from actors.wireview import wire_messages
 from events.errors import CloseCode
 from events.store import StoredEvent
-from events.wire import StatusUpdate, StatusUpdateData, TriggerResponse, TriggerResponseData
 
 log = logging.getLogger(__name__)
 
-# (connection id or None for every follower, encoded frame)
-Delivery = tuple[str | None, bytes]
 
-
-def wire_messages(stored: StoredEvent) -> list[Delivery]:
-    """The wire messages one committed event becomes, and who gets them."""
-    e = stored.event
-    seq = stored.seq
-    if isinstance(e, RunQueued | TriggerDeduplicated):
-        if e.connection_id is None:
-            return []
-        data = TriggerResponseData(
-            status="accepted",
-            adw_id=e.adw_id,
-            workflow_name=e.workflow_type,
-            logs_path=e.logs_path,
-            message="queued"
-            if isinstance(e, RunQueued)
-            else "already queued or running; no new run started",
-        )
-        return [(e.connection_id, encode(TriggerResponse(data, seq=seq)))]
-    if isinstance(e, TriggerRejected):
-        if e.connection_id is None:
-            return []
-        data = TriggerResponseData(
-            status="rejected",
-            adw_id=e.adw_id,
-            workflow_name=e.workflow_type,
-            logs_path="",
-            error=e.error,
-            message=e.message,
-            details=e.details,
-        )
-        return [(e.connection_id, encode(TriggerResponse(data, seq=seq)))]
-    status = _status(e)
-    if status is None:
-        return []
-    return [(None, encode(StatusUpdate(status, seq=seq)))]
-
-
-def _status(e: object) -> StatusUpdateData | None:
-    if isinstance(e, RunStarted):
-        return StatusUpdateData(
-            adw_id=e.adw_id,
-            status="started",
-            message=f"{e.workflow_type} started (pid {e.pid})",
-            progress_percent=0,
-            current_step="Starting",
-            workflow_name=e.workflow_type,
-        )
-    if isinstance(e, RunProgress):
-        return StatusUpdateData(
-            adw_id=e.adw_id,
-            status="running",
-            message=e.message,
-            progress_percent=e.progress_percent,
-            current_step=e.current_step,
-            workflow_name=e.workflow_type,
-        )
-    if isinstance(e, RunCompleted):
-        return StatusUpdateData(
-            adw_id=e.adw_id,
-            status="completed",
-            message=f"{e.workflow_type} completed in {e.duration_s:.2f} s",
-            progress_percent=100,
-            current_step="Completed",
-            workflow_name=e.workflow_type,
-        )
-    if isinstance(e, RunFailed):
-        return StatusUpdateData(
-            adw_id=e.adw_id,
-            status="failed",
-            message=e.reason,
-            progress_percent=e.progress_percent,
-            current_step="Cancelled" if e.cancelled else "Failed",
-            workflow_name=e.workflow_type,
-        )
-    return None
+@dataclass
+class _Conn:
+    ws: ServerConnection
+    follows: frozenset[str] | None = None  # None: every run
+    # (seq, frame, addressed to this connection alone); None: live
+    buffer: list[tuple[int, bytes, bool]] | None = field(default_factory=list)
+    buffered: int = 0
+    pauses: int = 1  # catch-ups under way; live again at 0
+    upto: int = 0  # highest seq the catch-ups under way covered
 
 
 class Router:
     """Connections of the loop, and delivery of frames to them. Loop thread only."""
 
     def __init__(self, max_outbound_bytes: int) -> None:
-        self._connections: dict[str, ServerConnection] = {}
+        self._conns: dict[str, _Conn] = {}
         self._max_outbound = max_outbound_bytes
         self.slow_disconnects = 0
         self._closing: set[asyncio.Task[None]] = set()
 
     def add(self, connection_id: str, ws: ServerConnection) -> None:
-        """Follow every run from now on (a Kanban board shows all its cards)."""
-        self._connections[connection_id] = ws
+        """Register a connection, paused until its catch-up is done."""
+        self._conns[connection_id] = _Conn(ws)
 
     def remove(self, connection_id: str) -> None:
         """Stop delivering to a closed connection."""
-        self._connections.pop(connection_id, None)
+        self._conns.pop(connection_id, None)
 
     def __len__(self) -> int:
-        return len(self._connections)
+        return len(self._conns)
 
-    def connections(self) -> list[ServerConnection]:
-        """Every open connection."""
-        return list(self._connections.values())
+    def pause(self, connection_id: str) -> None:
+        """Buffer live messages for this connection (a catch-up is about to run)."""
+        conn = self._conns.get(connection_id)
+        if conn is None:
+            return
+        if conn.buffer is None:
+            conn.buffer, conn.buffered = [], 0
+        conn.pauses += 1
+
+    def resume(
+        self, connection_id: str, upto: int, follows: Collection[str] | bool | None = False
+    ) -> None:
+        """End a catch-up that covered every seq <= ``upto``: flush the rest, go live.
+
+        ``follows``: the adw_ids to follow from now on (None: all; False: unchanged).
+        """
+        conn = self._conns.get(connection_id)
+        if conn is None:
+            return
+        if follows is not False:
+            conn.follows = None if follows is None else frozenset(follows)  # type: ignore[arg-type]
+        conn.pauses = max(0, conn.pauses - 1)
+        conn.upto = max(conn.upto, upto)
+        if conn.pauses:
+            return  # another catch-up (a subscribe during the first) is still running
+        pending, conn.buffer, conn.buffered = conn.buffer or [], None, 0
+        upto, conn.upto = conn.upto, 0
+        for seq, frame, addressed in pending:
+            # A catch-up replays what every follower sees, never a reply such as a
+            # trigger_response: those are always delivered.
+            if addressed or seq > upto:
+                self._deliver([conn], frame)
+
+    async def send_frames(self, connection_id: str, frames: Sequence[bytes]) -> None:
+        """Send catch-up frames with backpressure (waits while the socket is full)."""
+        conn = self._conns.get(connection_id)
+        if conn is None:
+            return
+        try:
+            for frame in frames:
+                await conn.ws.send(frame, text=True)
+        except ConnectionClosed:
+            pass
 
     def publish(self, batch: Sequence[StoredEvent]) -> None:
         """Deliver a committed batch, in seq order."""
         for stored in batch:
-            for target, frame in wire_messages(stored):
+            for target, adw_id, frame in wire_messages(stored):
                 if target is None:
-                    self._deliver(self._connections.values(), frame)
+                    ready = [
+                        c
+                        for c in self._conns.values()
+                        if c.follows is None or adw_id is None or adw_id in c.follows
+                    ]
+                    self._route(ready, stored.seq, frame, addressed=False)
                 else:
-                    self.send_to(target, frame)
+                    conn = self._conns.get(target)
+                    if conn is not None:
+                        self._route([conn], stored.seq, frame, addressed=True)
 
     def send_to(self, connection_id: str, frame: bytes) -> None:
-        """Deliver a frame to one connection, if it is still open."""
-        ws = self._connections.get(connection_id)
-        if ws is not None:
-            self._deliver((ws,), frame)
+        """Send a frame that is not part of the event stream (pong, error, queue_status)."""
+        conn = self._conns.get(connection_id)
+        if conn is not None:
+            self._deliver([conn], frame)
 
-    def _deliver(self, targets: Iterable[ServerConnection], frame: bytes) -> None:
+    def _route(self, conns: list[_Conn], seq: int, frame: bytes, *, addressed: bool) -> None:
+        live = []
+        for conn in conns:
+            if conn.buffer is None:
+                live.append(conn)
+                continue
+            conn.buffer.append((seq, frame, addressed))
+            conn.buffered += len(frame)
+            if conn.buffered > self._max_outbound:
+                self._drop_slow(conn)
+        self._deliver(live, frame)
+
+    def _deliver(self, conns: list[_Conn], frame: bytes) -> None:
         ready, slow = [], []
-        for ws in targets:
-            transport = ws.transport
+        for conn in conns:
+            transport = conn.ws.transport
             if transport is not None and transport.get_write_buffer_size() > self._max_outbound:
-                slow.append(ws)
+                slow.append(conn)
             else:
-                ready.append(ws)
+                ready.append(conn.ws)
         # JSON goes out as text frames: browsers hand binary frames over as Blobs.
         broadcast(ready, frame, text=True)
-        for ws in slow:  # after the loop: dropping changes the dict being iterated
-            self._drop_slow(ws)
+        for conn in slow:  # after the loop: dropping changes the table being iterated
+            self._drop_slow(conn)
 
-    def _drop_slow(self, ws: ServerConnection) -> None:
-        for connection_id, other in list(self._connections.items()):
-            if other is ws:
-                del self._connections[connection_id]
+    def _drop_slow(self, conn: _Conn) -> None:
+        for connection_id, other in list(self._conns.items()):
+            if other is conn:
+                del self._conns[connection_id]
         self.slow_disconnects += 1
-        log.warning("closing slow client %s: outbound buffer over the limit", ws.remote_address)
+        log.warning("closing slow client %s: outbound data over the limit", conn.ws.remote_address)
         task = asyncio.get_running_loop().create_task(
-            ws.close(
+            conn.ws.close(
                 CloseCode.TRY_AGAIN_LATER,
-                "too slow to keep up; reconnect (the log keeps what you missed)",
+                "too slow to keep up; reconnect and subscribe from your last seq",
             )
         )
         self._closing.add(task)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import pykka
 
@@ -21,6 +23,7 @@ from actors.messages import Append, Cancel, Reject, RunEnded, Stop, Trigger
 from actors.workflow import WorkflowActor
 from events.codec import encode
 from events.domain import (
+    CancelRequested,
     RunFailed,
     RunQueued,
     TriggerDeduplicated,
@@ -30,6 +33,7 @@ from events.domain import (
 from events.errors import ErrorCode
 from events.store import NewEvent
 from events.wire import Error, ErrorData
+from projections.metrics import RECENT, expected_duration
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ class SchedulerActor(pykka.ThreadingActor):
         max_queue: int,
         grace_s: float,
         recovered: list[RunQueued] | None = None,
+        history: Mapping[str, Sequence[float]] | None = None,
         id_factory: Callable[[], str] = new_adw_id,
     ) -> None:
         super().__init__()
@@ -70,6 +75,11 @@ class SchedulerActor(pykka.ThreadingActor):
         self._workers: dict[RunKey, pykka.ActorRef[WorkflowActor]] = {}
         for run in recovered or ():
             self._state.enqueue(run)
+        # Recent completed durations per type: what "typical" means for a new run.
+        self._recent = {
+            name: deque(list(values)[-RECENT:], maxlen=RECENT)
+            for name, values in (history or {}).items()
+        }
 
     def on_start(self) -> None:
         """Start the runs recovered from the log, if there is room."""
@@ -88,6 +98,9 @@ class SchedulerActor(pykka.ThreadingActor):
             self._on_cancel(message)
         elif isinstance(message, RunEnded):
             key = (message.adw_id, message.workflow_type)
+            if message.completed_in_s is not None:
+                recent = self._recent.setdefault(message.workflow_type, deque(maxlen=RECENT))
+                recent.append(message.completed_in_s)
             self._state.finish(key)
             self._workers.pop(key, None)
             self._start_runs()
@@ -127,6 +140,22 @@ class SchedulerActor(pykka.ThreadingActor):
     def _on_cancel(self, message: Cancel) -> None:
         adw_id, reason = message.data.adw_id, message.data.reason or "cancelled by a client"
         keys = [key for key in self._state.active if key[0] == adw_id]
+        outcome: Literal["cancelling", "not_found"] = "cancelling" if keys else "not_found"
+        request = CancelRequested(
+            adw_id=adw_id, reason=reason, outcome=outcome, connection_id=message.connection_id
+        )
+        self._log.tell(
+            Append(
+                [
+                    NewEvent(
+                        workflow_stream(adw_id),
+                        request,
+                        message.principal,
+                        message.connection_id,
+                    )
+                ]
+            )
+        )
         if not keys:
             message.reply(
                 encode(
@@ -208,6 +237,7 @@ class SchedulerActor(pykka.ThreadingActor):
             event_log=self._log,
             scheduler=self.actor_ref,
             grace_s=self._grace_s,
+            expected_s=expected_duration(self._recent.get(run.workflow_type, ())),
             correlation_id=run.connection_id or "",
         )
         return True

@@ -25,7 +25,7 @@ import pykka
 
 from actors.catalogue import LaunchPlan
 from actors.messages import Append, Exited, Kill, Progress, RunEnded, Stop
-from actors.processes import usage_of
+from actors.processes import start_ticks, usage_of
 from actors.progress import parse_progress_line
 from events.domain import (
     DomainEvent,
@@ -118,7 +118,16 @@ class WorkflowActor(pykka.ThreadingActor):
                 )
             )
             return
-        self._append(RunStarted(**self._ids(), pid=self._proc.pid, argv=plan.argv, cwd=plan.cwd))
+        self._append(
+            RunStarted(
+                **self._ids(),
+                pid=self._proc.pid,
+                argv=plan.argv,
+                cwd=plan.cwd,
+                proc_start=start_ticks(self._proc.pid),
+                expected_s=self._expected_s,
+            )
+        )
         threading.Thread(
             target=_pump,
             args=(self._proc, log_file, self.actor_ref.tell),
@@ -248,7 +257,8 @@ class WorkflowActor(pykka.ThreadingActor):
             timer.cancel()
         self._append(event)
         if notify:
-            self._scheduler.tell(RunEnded(self._adw_id, self._workflow_type))
+            took = event.duration_s if isinstance(event, RunCompleted) else None
+            self._scheduler.tell(RunEnded(self._adw_id, self._workflow_type, took))
             self.actor_ref.stop(block=False)
 
     def _signal(self, signum: int) -> None:

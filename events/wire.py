@@ -84,6 +84,14 @@ class CancelWorkflowData(_Data):
     reason: Annotated[str, Meta(max_length=500)] = ""
 
 
+class SubscribeData(_Data):
+    """Where to resume: the last seq the client saw, in which log, for which runs."""
+
+    since: Annotated[int, Meta(ge=0)] | None = None
+    epoch: Annotated[str, Meta(max_length=64)] | None = None
+    adw_ids: list[AdwId] | None = None
+
+
 class Ping(_Message, tag="ping"):
     """Heartbeat; answered by ``pong``. ``data`` is optional and ignored."""
 
@@ -102,9 +110,23 @@ class CancelWorkflow(_Message, tag="cancel_workflow"):
     data: CancelWorkflowData
 
 
-ClientMessage = Ping | TriggerWorkflow | CancelWorkflow
+class Subscribe(_Message, tag="subscribe"):
+    """Follow runs (all, or ``adw_ids``) and resume after seq ``since``; answered by
+    ``subscribed``, then every later event-derived message, then live ones."""
+
+    data: SubscribeData = SubscribeData()
+
+
+class GetQueueStatus(_Message, tag="get_queue_status"):
+    """Ask for ``queue_status`` of this connection's waiting runs now."""
+
+    data: dict[str, Any] | None = None
+
+
+ClientMessage = Ping | TriggerWorkflow | CancelWorkflow | Subscribe | GetQueueStatus
 CLIENT_TYPES: frozenset[str] = frozenset(
-    m.__struct_config__.tag for m in (Ping, TriggerWorkflow, CancelWorkflow)
+    m.__struct_config__.tag
+    for m in (Ping, TriggerWorkflow, CancelWorkflow, Subscribe, GetQueueStatus)
 )
 
 # --------------------------------------------------------------------------
@@ -171,12 +193,27 @@ class QueueStatusData(_Data):
 
 
 class WorkflowMetricsData(_Data):
-    """Measured figures of one run."""
+    """Measured figures of one run: at its start (``phase`` start, with the
+    expected duration) and at its end (``phase`` final, with what it used)."""
 
     adw_id: str
     execution_time: float
     resource_usage: dict[str, Any]
     performance_score: float
+    workflow_name: str = ""
+    phase: Literal["start", "final"] = "final"
+    status: str = ""
+    expected_execution_time: float | None = None
+
+
+class SubscribedData(_Data):
+    """How a subscription resumes."""
+
+    epoch: str
+    recovered: bool
+    resume_from: int
+    last_seq: int
+    message: str
 
 
 class ErrorReportData(_Data):
@@ -236,6 +273,13 @@ class AlertData(_Data):
     component: str
     timestamp: Timestamp
     actions_required: list[str]
+
+
+class Subscribed(_Message, tag="subscribed"):
+    """Answer to ``subscribe``: ``recovered`` false means the current state follows
+    instead of the missed events (other epoch, or a seq the log does not hold)."""
+
+    data: SubscribedData
 
 
 class Pong(_Message, tag="pong"):
@@ -333,6 +377,7 @@ class Alert(_Message, tag="alert"):
 
 ServerMessage = (
     Pong
+    | Subscribed
     | TriggerResponse
     | StatusUpdate
     | Error

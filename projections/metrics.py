@@ -22,6 +22,7 @@ from events.domain import RunCompleted, RunFailed
 from events.store import StoredEvent
 
 RECENT = 20  # completed runs per type that make "typical"
+WINDOW = 1000  # completed runs per type the duration percentiles are taken over
 
 
 def expected_duration(recent: Iterable[float]) -> float | None:
@@ -56,7 +57,7 @@ class TypeMetrics:
 
     completed: int = 0
     failed: int = 0
-    durations: list[float] = field(default_factory=list)  # completed runs, in log order
+    durations: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
 
     @property
@@ -75,6 +76,7 @@ class TypeMetrics:
             "duration_p50": percentile(ordered, 50) if ordered else None,
             "duration_p90": percentile(ordered, 90) if ordered else None,
             "duration_p99": percentile(ordered, 99) if ordered else None,
+            "durations_over": len(ordered),
             "expected_s": expected_duration(self.recent),
         }
 

@@ -8,6 +8,7 @@ log keeps every run.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,9 @@ from events.domain import (
 from events.store import StoredEvent
 
 RunKey = tuple[str, str]
+# Ended runs kept in memory (for late joiners and re-runs); older ones live on in
+# views.db and the log. Bounds memory, and the work of loading at start-up.
+KEEP_ENDED = 100
 
 
 @dataclass
@@ -59,7 +63,9 @@ class RunsProjection:
 
     runs: dict[RunKey, RunView] = field(default_factory=dict)
     seq: int = 0
+    ended: deque[RunKey] = field(default_factory=deque)  # unique keys, in order of ending
     dirty: set[RunKey] = field(default_factory=set, compare=False, repr=False)
+    retired: list[RunView] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self._handlers = self.handlers()
@@ -115,6 +121,7 @@ class RunsProjection:
             view.ended_ts, view.duration_s = stored.ts, e.duration_s
             view.resource_usage = e.resource_usage
             view.message = "completed"
+            self._retire(view.key)
 
     def _failed(self, stored: StoredEvent, e: RunFailed) -> None:
         view = self._view(stored, e)
@@ -123,6 +130,19 @@ class RunsProjection:
             view.ended_ts, view.duration_s = stored.ts, e.duration_s
             view.resource_usage = e.resource_usage
             view.message = e.reason
+            self._retire(view.key)
+
+    def _retire(self, key: RunKey) -> None:
+        """Keep the last KEEP_ENDED ended runs in memory; forget older ones."""
+        if key in self.ended:
+            self.ended.remove(key)
+        self.ended.append(key)
+        while len(self.ended) > KEEP_ENDED:
+            old = self.ended.popleft()
+            view = self.runs.pop(old)
+            if old in self.dirty:  # its last change is not saved yet
+                self.dirty.discard(old)
+                self.retired.append(view)
 
     def waiting(self) -> list[RunView]:
         """Runs accepted but not started, oldest first."""

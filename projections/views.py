@@ -26,14 +26,15 @@ from events.errors import StoreError
 from events.store import EventStore
 from projections.audit import AuditEntry
 from projections.bundle import Projections
-from projections.metrics import RECENT, TypeMetrics
-from projections.runs import RunView
+from projections.metrics import RECENT, WINDOW, TypeMetrics
+from projections.runs import KEEP_ENDED, RunView
 
 _RUN_COLUMNS = (
     "adw_id", "workflow_type", "status", "queued_seq", "last_seq", "progress_percent",
     "current_step", "message", "queued_ts", "started_ts", "ended_ts", "duration_s", "pid",
     "proc_start", "expected_s", "exit_code", "cancelled", "resource_usage", "request",
 )  # fmt: skip
+SCHEMA_VERSION = 2
 _AUDIT_COLUMNS = tuple(AuditEntry.__dataclass_fields__)
 _encode = msgspec.json.encode
 _usage = msgspec.json.Decoder(ResourceUsage | None)
@@ -67,9 +68,14 @@ class ViewStore:
 
     @staticmethod
     def _create(db: sqlite_utils.Database) -> None:
+        # Views are derived data: a file of another schema is dropped and rebuilt from the log.
+        if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            for name in db.table_names():
+                db[name].drop()
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         t = db.table
         t("checkpoint").create(  # type: ignore[union-attr]
-            {"name": str, "seq": int, "epoch": str, "max_concurrent": int},
+            {"name": str, "seq": int, "epoch": str, "max_concurrent": int, "audit_count": int},
             pk="name",
             if_not_exists=True,
         )
@@ -86,6 +92,8 @@ class ViewStore:
             )
         )
         t("runs").create(columns, pk=("adw_id", "workflow_type"), if_not_exists=True)  # type: ignore[union-attr]
+        t("runs").create_index(["status"], if_not_exists=True)  # type: ignore[union-attr]
+        t("runs").create_index(["last_seq"], if_not_exists=True)  # type: ignore[union-attr]
         t("type_metrics").create(  # type: ignore[union-attr]
             {"workflow_type": str, "completed": int, "failed": int, "durations": str},
             pk="workflow_type",
@@ -106,8 +114,8 @@ class ViewStore:
     def save(self, projections: Projections, epoch: str) -> None:
         """Write what changed since the last save, and the checkpoint, in one transaction."""
         runs = projections.runs
-        dirty = [runs.runs[key] for key in runs.dirty if key in runs.runs]
-        runs.dirty = set()
+        dirty = [runs.runs[key] for key in runs.dirty if key in runs.runs] + runs.retired
+        runs.dirty, runs.retired = set(), []
         audit = projections.audit.take()
         types = projections.metrics.types
         try:
@@ -119,7 +127,7 @@ class ViewStore:
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO type_metrics VALUES (?, ?, ?, ?)",
                     [
-                        (name, m.completed, m.failed, _encode(m.durations).decode())
+                        (name, m.completed, m.failed, _encode(list(m.durations)).decode())
                         for name, m in types.items()
                     ],
                 )
@@ -128,8 +136,13 @@ class ViewStore:
                     [tuple(getattr(a, c) for c in _AUDIT_COLUMNS) for a in audit],
                 )
                 self._conn.execute(
-                    "INSERT OR REPLACE INTO checkpoint VALUES ('projections', ?, ?, ?)",
-                    (projections.seq, epoch, projections.queue.max_concurrent),
+                    "INSERT OR REPLACE INTO checkpoint VALUES ('projections', ?, ?, ?, ?)",
+                    (
+                        projections.seq,
+                        epoch,
+                        projections.queue.max_concurrent,
+                        projections.audit.count,
+                    ),
                 )
         except sqlite3.Error as exc:
             raise StoreError(f"Cannot write views {self.path}: {exc}") from exc
@@ -138,30 +151,46 @@ class ViewStore:
         """The projections as of the checkpoint."""
         p = Projections()
         seq_row = self._conn.execute(
-            "SELECT seq, max_concurrent FROM checkpoint WHERE name = 'projections'"
+            "SELECT seq, max_concurrent, audit_count FROM checkpoint WHERE name = 'projections'"
         ).fetchone()
         if seq_row is None:
             return p
         p.seq = p.runs.seq = int(seq_row[0])
         p.queue.max_concurrent = int(seq_row[1])
-        rows = self._conn.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs ORDER BY queued_seq")
-        for row in rows:
-            view = _run_view(row)
+        p.audit.count = int(seq_row[2])
+        # Only what the live projections hold: active runs and the last ended ones.
+        # So a restart costs the same whatever the length of the history.
+        columns = ", ".join(_RUN_COLUMNS)
+        active = self._conn.execute(
+            f"SELECT {columns} FROM runs WHERE status IN ('queued', 'running') ORDER BY queued_seq"
+        ).fetchall()
+        ended = self._conn.execute(
+            f"SELECT {columns} FROM runs WHERE status IN ('completed', 'failed') "
+            "ORDER BY last_seq DESC LIMIT ?",
+            (KEEP_ENDED,),
+        ).fetchall()
+        views = [_run_view(row) for row in active + ended[::-1]]
+        for view in sorted(views, key=lambda v: v.queued_seq):
             p.runs.runs[view.key] = view
+        for view in views:
             if view.status == "queued":
                 p.queue.waiting[view.key] = view.request.connection_id
             elif view.status == "running":
                 p.queue.running[view.key] = view.started_ts or 0.0
+            else:
+                p.runs.ended.append(view.key)
         for name, completed, failed, durations in self._conn.execute(
             "SELECT workflow_type, completed, failed, durations FROM type_metrics"
         ):
             values = msgspec.json.decode(durations, type=list[float])
             p.metrics.types[name] = TypeMetrics(
-                completed, failed, values, deque(values[-RECENT:], maxlen=RECENT)
+                completed,
+                failed,
+                deque(values, maxlen=WINDOW),
+                deque(values[-RECENT:], maxlen=RECENT),
             )
             if values:
                 p.queue.recent[name] = deque(values[-RECENT:], maxlen=RECENT)
-        p.audit.count = int(self._conn.execute("SELECT count(*) FROM audit").fetchone()[0])
         return p
 
     def audit(

@@ -45,7 +45,18 @@ class Service:
         return str(self.config.data_path / EVENTS_FILE)
 
     def start(self) -> None:
-        """Open the log, recover runs, start the actors and listen."""
+        """Open the log, recover runs, start the actors and listen.
+
+        If any step fails, whatever started is stopped again before the error
+        propagates, so a failed start never leaves threads keeping the process alive.
+        """
+        try:
+            self._start()
+        except BaseException:
+            self.stop("failed to start")
+            raise
+
+    def _start(self) -> None:
         cfg = self.config
         data = cfg.data_path
         data.mkdir(parents=True, exist_ok=True)
@@ -87,20 +98,18 @@ class Service:
             max_queue=cfg.max_queue,
             grace_s=cfg.shutdown_grace_s,
             recovered=[view.request for view in runs.waiting()],
+            history={name: m.durations for name, m in projections.metrics.types.items()},
         )
-        try:
-            self._transport = TransportActor.start(
-                host=cfg.host,
-                port=cfg.port,
-                scheduler=self._scheduler,
-                event_log=event_log,
-                projector=projector,
-                workflow_types=frozenset(catalogue),
-                max_outbound_bytes=cfg.max_outbound_bytes,
-            )
-        except Exception:
-            self.stop("failed to start")
-            raise
+        self._transport = TransportActor.start(
+            host=cfg.host,
+            port=cfg.port,
+            scheduler=self._scheduler,
+            event_log=event_log,
+            projector=projector,
+            events_path=data / EVENTS_FILE,
+            workflow_types=frozenset(catalogue),
+            max_outbound_bytes=cfg.max_outbound_bytes,
+        )
         self.port = self._transport.proxy().port.get()
         log.info("adwd listening on ws://%s:%d/ws/trigger (data in %s)", cfg.host, self.port, data)
 

@@ -14,7 +14,9 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Collection, Sequence
+from pathlib import Path
 
 import msgspec
 import pykka
@@ -31,6 +33,7 @@ from events.store import StoredEvent
 log = logging.getLogger(__name__)
 
 WS_PATHS = frozenset({"/ws/trigger", "/ws"})
+CATCH_UP_TIMEOUT_S = 60.0  # a client that cannot take its catch-up in this long is dropped
 
 
 class TransportError(AdwdError):
@@ -47,7 +50,8 @@ class TransportActor(pykka.ThreadingActor):
         port: int,
         scheduler: pykka.ActorRef[pykka.Actor],
         event_log: pykka.ActorRef[pykka.Actor],
-        projector: pykka.ActorRef[pykka.Actor] | None = None,
+        projector: pykka.ActorRef[pykka.Actor],
+        events_path: Path,
         workflow_types: frozenset[str],
         max_outbound_bytes: int,
     ) -> None:
@@ -57,6 +61,7 @@ class TransportActor(pykka.ThreadingActor):
         self._scheduler = scheduler
         self._event_log = event_log
         self._projector = projector
+        self._events_path = events_path
         self._workflow_types = workflow_types
         self._router = Router(max_outbound_bytes)
         self._loop = asyncio.new_event_loop()
@@ -80,11 +85,10 @@ class TransportActor(pykka.ThreadingActor):
             ) from exc
         self.port = self._server.sockets[0].getsockname()[1]
         self._event_log.proxy().subscribe(self._publish, first=True).get()
-        if self._projector is not None:
-            loop, router = self._loop, self._router
-            self._projector.proxy().attach(
-                lambda cid, frame: loop.call_soon_threadsafe(router.send_to, cid, frame)
-            ).get()
+        loop, router = self._loop, self._router
+        self._projector.proxy().attach(
+            lambda cid, frame: loop.call_soon_threadsafe(router.send_to, cid, frame)
+        ).get()
 
     async def _listen(self) -> Server:
         return await serve(
@@ -126,21 +130,26 @@ class TransportActor(pykka.ThreadingActor):
 
     async def _handle(self, ws: ServerConnection) -> None:
         connection_id = secrets.token_hex(6)
-        loop = self._loop
-
-        def send(frame: bytes) -> None:
-            loop.call_soon_threadsafe(self._router.send_to, connection_id, frame)
-
+        since, epoch = _resume_params(ws.request.path if ws.request else "")
+        self._router.add(connection_id, ws)  # paused until the actor's catch-up is done
         actor = ConnectionActor.start(
             connection_id=connection_id,
-            send=send,
+            outbox=_LoopOutbox(self._loop, self._router, connection_id),
             scheduler=self._scheduler,
+            projector=self._projector,
+            events_path=self._events_path,
             workflow_types=self._workflow_types,
+            since=since,
+            epoch=epoch,
         )
-        self._router.add(connection_id, ws)
         try:
             async for frame in ws:
-                actor.tell(Inbound(frame))
+                # A subscribe must not let live messages slip ahead of its replay:
+                # pause here, before the actor even decodes it.
+                paused = (b"subscribe" if isinstance(frame, bytes) else "subscribe") in frame
+                if paused:
+                    self._router.pause(connection_id)
+                actor.tell(Inbound(frame, paused))
         except ConnectionClosed:
             pass
         finally:
@@ -166,3 +175,29 @@ class TransportActor(pykka.ThreadingActor):
         assert self._server is not None
         self._server.close(code=CloseCode.GOING_AWAY, reason="service shutting down")
         await self._server.wait_closed()
+
+
+class _LoopOutbox:
+    """A connection's Outbox: every call crosses to the loop thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, router: Router, cid: str) -> None:
+        self._loop, self._router, self._cid = loop, router, cid
+
+    def send(self, frame: bytes) -> None:
+        self._loop.call_soon_threadsafe(self._router.send_to, self._cid, frame)
+
+    def catch_up(self, frames: Sequence[bytes]) -> None:
+        if frames:
+            coro = self._router.send_frames(self._cid, frames)
+            asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=CATCH_UP_TIMEOUT_S)
+
+    def resume(self, upto: int, follows: Collection[str] | bool | None = False) -> None:
+        self._loop.call_soon_threadsafe(self._router.resume, self._cid, upto, follows)
+
+
+def _resume_params(path: str) -> tuple[int | None, str | None]:
+    """``since`` and ``epoch`` from ``/ws/trigger?since=N&epoch=E`` (ignored if malformed)."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+    since = query.get("since", [""])[0]
+    epoch = query.get("epoch", [None])[0]
+    return (int(since) if since.isascii() and since.isdigit() else None), epoch

@@ -1,0 +1,208 @@
+"""What clients see: committed events and run views as wire messages.
+
+Pure functions, shared by live delivery, replay on resume and the snapshot
+a joining client gets, so the three cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from events.codec import encode
+from events.domain import (
+    ErrorReported,
+    RunCompleted,
+    RunFailed,
+    RunProgress,
+    RunQueued,
+    RunStarted,
+    TriggerDeduplicated,
+    TriggerRejected,
+)
+from events.store import StoredEvent
+from events.wire import (
+    ErrorReport,
+    ErrorReportData,
+    StatusUpdate,
+    StatusUpdateData,
+    TriggerResponse,
+    TriggerResponseData,
+    WorkflowMetrics,
+    WorkflowMetricsData,
+)
+from projections.metrics import performance_score, resource_dict
+from projections.runs import RunView
+
+# (connection id, or None for followers of the run; adw_id or None; frame)
+Delivery = tuple[str | None, str | None, bytes]
+
+RECENT_ENDED = 20  # ended runs a joining client is shown besides the active ones
+
+
+def _iso(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def wire_messages(stored: StoredEvent) -> list[Delivery]:
+    """The messages one committed event becomes, and who gets them."""
+    e = stored.event
+    seq = stored.seq
+    if isinstance(e, RunQueued | TriggerDeduplicated | TriggerRejected):
+        if e.connection_id is None:
+            return []
+        return [(e.connection_id, None, encode(TriggerResponse(_response(e), seq=seq)))]
+    if isinstance(e, RunStarted):
+        metrics = WorkflowMetricsData(
+            adw_id=e.adw_id,
+            execution_time=0.0,
+            resource_usage={},
+            performance_score=0.0,
+            workflow_name=e.workflow_type,
+            phase="start",
+            status="started",
+            expected_execution_time=e.expected_s,
+        )
+        return [
+            (None, e.adw_id, encode(StatusUpdate(_started(e), seq=seq))),
+            (None, e.adw_id, encode(WorkflowMetrics(metrics, seq=seq))),
+        ]
+    if isinstance(e, RunProgress):
+        data = StatusUpdateData(
+            adw_id=e.adw_id,
+            status="running",
+            message=e.message,
+            progress_percent=e.progress_percent,
+            current_step=e.current_step,
+            workflow_name=e.workflow_type,
+        )
+        return [(None, e.adw_id, encode(StatusUpdate(data, seq=seq)))]
+    if isinstance(e, RunCompleted | RunFailed):
+        metrics = WorkflowMetricsData(
+            adw_id=e.adw_id,
+            execution_time=e.duration_s or 0.0,
+            resource_usage=resource_dict(e),
+            performance_score=performance_score(e),
+            workflow_name=e.workflow_type,
+            phase="final",
+            status="completed" if isinstance(e, RunCompleted) else "failed",
+            expected_execution_time=e.expected_s,
+        )
+        return [
+            (None, e.adw_id, encode(StatusUpdate(_ended(e), seq=seq))),
+            (None, e.adw_id, encode(WorkflowMetrics(metrics, seq=seq))),
+        ]
+    if isinstance(e, ErrorReported):
+        report = ErrorReportData(
+            error_id=e.error_id,
+            category=e.category,
+            severity=e.severity,
+            description=e.description,
+            suggested_actions=e.suggested_actions,
+            recovery_options=e.recovery_options,
+            timestamp=_iso(stored.ts),
+        )
+        return [(None, e.adw_id or None, encode(ErrorReport(report, seq=seq)))]
+    return []
+
+
+def _response(e: RunQueued | TriggerDeduplicated | TriggerRejected) -> TriggerResponseData:
+    if isinstance(e, TriggerRejected):
+        return TriggerResponseData(
+            status="rejected",
+            adw_id=e.adw_id,
+            workflow_name=e.workflow_type,
+            logs_path="",
+            error=e.error,
+            message=e.message,
+            details=e.details,
+        )
+    return TriggerResponseData(
+        status="accepted",
+        adw_id=e.adw_id,
+        workflow_name=e.workflow_type,
+        logs_path=e.logs_path,
+        message="queued"
+        if isinstance(e, RunQueued)
+        else "already queued or running; no new run started",
+    )
+
+
+def _started(e: RunStarted) -> StatusUpdateData:
+    return StatusUpdateData(
+        adw_id=e.adw_id,
+        status="started",
+        message=f"{e.workflow_type} started (pid {e.pid})",
+        progress_percent=0,
+        current_step="Starting",
+        workflow_name=e.workflow_type,
+    )
+
+
+def _ended(e: RunCompleted | RunFailed) -> StatusUpdateData:
+    if isinstance(e, RunCompleted):
+        return StatusUpdateData(
+            adw_id=e.adw_id,
+            status="completed",
+            message=f"{e.workflow_type} completed in {e.duration_s:.2f} s",
+            progress_percent=100,
+            current_step="Completed",
+            workflow_name=e.workflow_type,
+        )
+    return StatusUpdateData(
+        adw_id=e.adw_id,
+        status="failed",
+        message=e.reason,
+        progress_percent=e.progress_percent,
+        current_step="Cancelled" if e.cancelled else "Failed",
+        workflow_name=e.workflow_type,
+    )
+
+
+def view_status(view: RunView) -> StatusUpdateData | None:
+    """A run's current state as one status_update (None while it waits)."""
+    adw_id, workflow_type = view.key
+    if view.status == "running":
+        return StatusUpdateData(
+            adw_id=adw_id,
+            status="running",
+            message=view.message,
+            progress_percent=view.progress_percent,
+            current_step=view.current_step or "Starting",
+            workflow_name=workflow_type,
+        )
+    if view.status == "completed":
+        return StatusUpdateData(
+            adw_id=adw_id,
+            status="completed",
+            message=f"{workflow_type} completed in {view.duration_s or 0:.2f} s",
+            progress_percent=100,
+            current_step="Completed",
+            workflow_name=workflow_type,
+        )
+    if view.status == "failed":
+        return StatusUpdateData(
+            adw_id=adw_id,
+            status="failed",
+            message=view.message,
+            progress_percent=view.progress_percent,
+            current_step="Cancelled" if view.cancelled else "Failed",
+            workflow_name=workflow_type,
+        )
+    return None
+
+
+def snapshot(views: Collection[RunView], adw_ids: Collection[str] | None) -> list[bytes]:
+    """The current state a joining client gets: every running run and the
+    ``RECENT_ENDED`` most recently ended ones, oldest change first."""
+    chosen = [v for v in views if adw_ids is None or v.key[0] in adw_ids]
+    active = [v for v in chosen if v.status == "running"]
+    ended = sorted((v for v in chosen if v.status in ("completed", "failed")),
+                   key=lambda v: v.last_seq)[-RECENT_ENDED:]  # fmt: skip
+    frames = []
+    for view in sorted(active + ended, key=lambda v: v.last_seq):
+        data = view_status(view)
+        if data is not None:
+            frames.append(encode(StatusUpdate(data, seq=view.last_seq)))
+    return frames
