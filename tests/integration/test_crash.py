@@ -1,0 +1,90 @@
+"""Kill -9 the service mid-run and start it again: nothing committed is lost,
+queued runs still run, in-flight runs fail as interrupted with an error report,
+and the children the dead service left behind are found and stopped."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from actors.catalogue import WorkflowSpec
+from events.store import EventStore
+from tests.integration.conftest import TIMEOUT, Client, Running
+
+
+def _serve(config: Path) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--config", str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        found = re.search(r"serving ws://127\.0\.0\.1:(\d+)/ws/trigger", line)
+        if found:
+            return proc, int(found.group(1))
+    pytest.fail(f"adwd serve exited with {proc.wait()} before listening")
+
+
+def test_sigkill_then_restart(tmp_path: Path, start_service: Callable[..., Running]) -> None:
+    release = tmp_path / "release"
+    config = tmp_path / "adwd.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\nport = 0\nmax_concurrent = 1\n'
+        f'[workflows.adw_sleep]\nenv = {{ ADW_RELEASE_FILE = "{release}" }}\n'
+    )
+    proc, port = _serve(config)
+    try:
+        client = Client(f"ws://127.0.0.1:{port}/ws/trigger")
+        client.trigger("adw_sleep", adw_id="inflight")
+        client.trigger("adw_sleep", adw_id="waiting")
+        started = client.wait_for(lambda m: m["data"].get("status") == "started")
+        child = int(re.search(r"pid (\d+)", started["data"]["message"]).group(1))  # type: ignore[union-attr]
+        client.wait_for(lambda m: m["data"].get("status") == "running")
+        proc.kill()  # SIGKILL: no shutdown, no flush, no goodbye
+        assert proc.wait(timeout=TIMEOUT) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+    os.killpg(child, 0)  # the child outlived the service (no error: it is alive)
+
+    store = EventStore(tmp_path / "data/events.db", readonly=True)
+    before = list(store.read())
+    store.close()
+    assert [e.type for e in before].count("run_queued") == 2
+
+    restarted = start_service(
+        data_dir=tmp_path / "data",
+        max_concurrent=1,
+        workflows={"adw_sleep": WorkflowSpec(env={"ADW_RELEASE_FILE": str(release)})},
+    )
+    with pytest.raises(ProcessLookupError):
+        os.killpg(child, 0)  # found and stopped at start-up
+    after = restarted.events()
+    assert after[: len(before)] == before  # every committed event is still there
+    new = [e for e in after[len(before) :] if e.stream == "workflow:inflight"]
+    types = [e.type for e in new]
+    assert types[:3] == ["orphan_stopped", "run_failed", "error_reported"]
+    assert "interrupted" in new[1].event.reason  # type: ignore[union-attr]
+    assert new[2].event.recovery_options == ["retrigger"]  # type: ignore[union-attr]
+
+    watcher = restarted.client("/ws/trigger?since=0")
+    report = watcher.wait_for(lambda m: m["type"] == "error_report")
+    assert report["data"]["category"] == "workflow"
+    release.touch()
+    assert watcher.wait_terminal("waiting")["data"]["status"] == "completed"  # queued: still ran
+    statuses = [
+        m["data"]["status"] for m in watcher.seen
+        if m["type"] == "status_update" and m["data"]["adw_id"] == "inflight"
+    ]  # fmt: skip
+    assert statuses[-1] == "failed"
