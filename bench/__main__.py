@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from bench import latency
+from bench import latency, replay
 from bench.common import print_table, write_result
 
 
 def main() -> None:
-    """Run the suite."""
-    rows = latency.run()
-    write_result("latency", rows)
+    """Run the suite: each benchmark saves its own result file."""
+    rows = []
+    for name, module in (("latency", latency), ("replay", replay)):
+        result = module.run()
+        write_result(name, result)
+        rows.extend(result)
     print_table(rows)
 
 
