@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from actors.catalogue import WorkflowSpec, logs_path
 from events.domain import RunQueued, TriggerDeduplicated, TriggerRejected
 from events.errors import ErrorCode
@@ -57,6 +59,7 @@ def decide_trigger(
     max_queue: int,
     connection_id: str | None,
     new_adw_id: str,
+    request_id: str | None = None,
 ) -> RunQueued | TriggerDeduplicated | TriggerRejected:
     """Admit, deduplicate or reject one trigger."""
     adw_id = trigger.adw_id or new_adw_id
@@ -70,6 +73,7 @@ def decide_trigger(
             workflow_type=workflow_type,
             details={"field": "data.workflow_type", "allowed": allowed},
             connection_id=connection_id,
+            request_id=request_id,
         )
     key = (adw_id, workflow_type)
     existing = state.active.get(key)
@@ -80,6 +84,7 @@ def decide_trigger(
             workflow_type=workflow_type,
             logs_path=existing.logs_path,
             connection_id=connection_id,
+            request_id=request_id,
         )
     if len(state.queue) >= max_queue:
         return TriggerRejected(
@@ -92,6 +97,7 @@ def decide_trigger(
             workflow_type=workflow_type,
             details={"queue_length": len(state.queue), "max_queue": max_queue},
             connection_id=connection_id,
+            request_id=request_id,
         )
     return RunQueued(
         adw_id=adw_id,
@@ -105,6 +111,26 @@ def decide_trigger(
         stages=trigger.stages,
         config=trigger.config,
         connection_id=connection_id,
+        request_id=request_id,
+    )
+
+
+def repeat_answer(
+    earlier: RunQueued | TriggerDeduplicated | TriggerRejected,
+    *,
+    connection_id: str | None,
+    request_id: str,
+) -> TriggerDeduplicated | TriggerRejected:
+    """The answer to a trigger re-sent with a ``request_id`` already decided: the
+    same outcome again, addressed to the connection that asked this time."""
+    if isinstance(earlier, TriggerRejected):
+        return msgspec.structs.replace(earlier, connection_id=connection_id, request_id=request_id)
+    return TriggerDeduplicated(
+        adw_id=earlier.adw_id,
+        workflow_type=earlier.workflow_type,
+        logs_path=earlier.logs_path,
+        connection_id=connection_id,
+        request_id=request_id,
     )
 
 

@@ -47,6 +47,7 @@ class _Peek(msgspec.Struct):
 
     type: Any = None
     data: Any = None
+    request_id: Any = None
 
 
 _peek = msgspec.json.Decoder(_Peek)
@@ -99,19 +100,22 @@ class ConnectionActor(pykka.ThreadingActor):
             self._on_invalid(frame, problem)
             return False
         if isinstance(msg, Ping):
-            self._send(encode(Pong(timestamp=int(time.time() * 1000))))
+            self._send(encode(Pong(timestamp=int(time.time() * 1000), request_id=msg.request_id)))
         elif isinstance(msg, TriggerWorkflow):
             if msg.data.workflow_type not in self._workflow_types:
                 self._on_invalid(frame, self._unknown_workflow(msg.data.workflow_type))
             else:
-                self._scheduler.tell(Trigger(msg.data, self._id, self._principal))
+                self._scheduler.tell(Trigger(msg.data, self._id, self._principal, msg.request_id))
         elif isinstance(msg, CancelWorkflow):
-            self._scheduler.tell(Cancel(msg.data, self._id, self._principal, self._send))
+            self._scheduler.tell(
+                Cancel(msg.data, self._id, self._principal, self._send, msg.request_id)
+            )
         elif isinstance(msg, Subscribe):
-            self._sync(msg.data, explicit=True)
+            self._sync(msg.data, explicit=True, request_id=msg.request_id)
             return True
         elif isinstance(msg, GetQueueStatus):
-            for reply in self._ask(lambda p: p.queue_status_frames(self._id), []):
+            rid = msg.request_id
+            for reply in self._ask(lambda p: p.queue_status_frames(self._id, rid), []):
                 self._send(reply)
         return False
 
@@ -121,7 +125,7 @@ class ConnectionActor(pykka.ThreadingActor):
         except (pykka.ActorDeadError, pykka.Timeout):  # shutting down
             return default
 
-    def _sync(self, want: SubscribeData, *, explicit: bool) -> None:
+    def _sync(self, want: SubscribeData, *, explicit: bool, request_id: str | None = None) -> None:
         """Catch up: the events after ``want.since`` if the log still holds them,
         else the current state; then go live with no gap and no duplicate."""
         adw_ids = set(want.adw_ids) if want.adw_ids is not None else None
@@ -145,7 +149,7 @@ class ConnectionActor(pykka.ThreadingActor):
                     last_seq=last,
                     message=why or f"replaying the events after seq {start}",
                 )
-                frames.insert(0, encode(Subscribed(data)))
+                frames.insert(0, encode(Subscribed(data, request_id=request_id)))
             upto = start
             for stored in store.read(start):
                 upto = stored.seq
@@ -171,17 +175,14 @@ class ConnectionActor(pykka.ThreadingActor):
     def _on_invalid(self, frame: bytes | str, problem: ProtocolError) -> None:
         """Tell the client what was wrong; a malformed trigger also gets its one
         trigger_response, through the log like every other trigger outcome."""
-        self._send(
-            encode(
-                Error(
-                    ErrorData(message=problem.message, code=problem.code, details=problem.details)
-                )
-            )
-        )
         try:
             peek = _peek.decode(frame)
         except msgspec.DecodeError:
-            return
+            peek = _Peek()
+        rid = peek.request_id
+        request_id = rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
+        data = ErrorData(message=problem.message, code=problem.code, details=problem.details)
+        self._send(encode(Error(data, request_id=request_id)))
         if peek.type != "trigger_workflow":
             return
         data = peek.data if isinstance(peek.data, dict) else {}
@@ -192,6 +193,7 @@ class ConnectionActor(pykka.ThreadingActor):
             workflow_type=_echo(data.get("workflow_type"), WORKFLOW_TYPE_PATTERN),
             details=problem.details,
             connection_id=self._id,
+            request_id=request_id,
         )
         # Through the scheduler, so this connection's trigger_responses keep its order.
         self._scheduler.tell(Reject(rejected, self._id, self._principal))

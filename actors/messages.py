@@ -51,6 +51,7 @@ class Trigger(Struct, frozen=True):
     data: TriggerWorkflowData
     connection_id: str
     principal: str
+    request_id: str | None = None
 
 
 class Reject(Struct, frozen=True):
@@ -68,6 +69,7 @@ class Cancel(Struct, frozen=True):
     connection_id: str
     principal: str
     reply: Send
+    request_id: str | None = None
 
 
 class RunEnded(Struct, frozen=True):

@@ -57,18 +57,18 @@ class ProjectionActor(pykka.ThreadingActor):
         """Where to send per-connection messages (set by the transport when it starts)."""
         self._deliver = deliver
 
-    def queue_status_frames(self, connection_id: str) -> list[bytes]:
+    def queue_status_frames(self, connection_id: str, request_id: str | None = None) -> list[bytes]:
         """``queue_status`` for each run this connection has waiting, or one for a new run."""
         now = time.time()
         mine = [e for e in self._p.queue.entries(now) if e.connection_id == connection_id]
         if mine:
-            return [_frame(e) for e in mine]
+            return [_frame(e, request_id) for e in mine]
         data = QueueStatusData(
             queue_length=len(self._p.queue.waiting),
             estimated_wait_time=self._p.queue.wait_for_new(now),
             position=0,
         )
-        return [encode(QueueStatus(data))]
+        return [encode(QueueStatus(data, request_id=request_id))]
 
     def snapshot(self, adw_ids: Collection[str] | None) -> tuple[int, list[bytes]]:
         """The seq the projections are at, and the current state of the runs followed."""
@@ -92,7 +92,7 @@ class ProjectionActor(pykka.ThreadingActor):
                 self._deliver(entry.connection_id, _frame(entry))
 
 
-def _frame(entry: QueueEntry) -> bytes:
+def _frame(entry: QueueEntry, request_id: str | None = None) -> bytes:
     return encode(
         QueueStatus(
             QueueStatusData(
@@ -100,6 +100,7 @@ def _frame(entry: QueueEntry) -> bytes:
                 estimated_wait_time=entry.estimated_wait_s,
                 position=entry.position,
                 adw_id=entry.adw_id,
-            )
+            ),
+            request_id=request_id,
         )
     )

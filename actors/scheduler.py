@@ -10,14 +10,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 import pykka
 
-from actors.admission import RunKey, SchedulerState, decide_trigger, runs_to_start
+from actors.admission import (
+    RunKey,
+    SchedulerState,
+    decide_trigger,
+    repeat_answer,
+    runs_to_start,
+)
 from actors.catalogue import WorkflowSpec, plan_launch
 from actors.messages import Append, Cancel, Reject, RunEnded, Stop, Trigger
 from actors.workflow import WorkflowActor
@@ -27,6 +33,7 @@ from events.domain import (
     RunFailed,
     RunQueued,
     TriggerDeduplicated,
+    TriggerRejected,
     connection_stream,
     workflow_stream,
 )
@@ -36,6 +43,9 @@ from events.wire import Error, ErrorData
 from projections.metrics import RECENT, expected_duration
 
 log = logging.getLogger(__name__)
+
+
+REMEMBERED_REQUESTS = 10_000  # request_ids answered again if re-sent
 
 
 def new_adw_id() -> str:
@@ -59,6 +69,7 @@ class SchedulerActor(pykka.ThreadingActor):
         grace_s: float,
         recovered: list[RunQueued] | None = None,
         history: Mapping[str, Sequence[float]] | None = None,
+        known_requests: Sequence[RunQueued] = (),
         id_factory: Callable[[], str] = new_adw_id,
     ) -> None:
         super().__init__()
@@ -72,6 +83,13 @@ class SchedulerActor(pykka.ThreadingActor):
         self._grace_s = grace_s
         self._new_id = id_factory
         self._state = SchedulerState()
+        # Decisions by request_id, so a re-sent command is answered, not re-run.
+        self._requests: OrderedDict[str, RunQueued | TriggerDeduplicated | TriggerRejected] = (
+            OrderedDict()
+        )
+        for run in known_requests or ():
+            if run.request_id is not None:
+                self._remember(run.request_id, run)
         self._workers: dict[RunKey, pykka.ActorRef[WorkflowActor]] = {}
         for run in recovered or ():
             self._state.enqueue(run)
@@ -117,6 +135,20 @@ class SchedulerActor(pykka.ThreadingActor):
         self._workers.clear()
 
     def _on_trigger(self, message: Trigger) -> None:
+        rid = message.request_id
+        earlier = self._requests.get(rid) if rid is not None else None
+        if earlier is not None and rid is not None:
+            # A re-sent command (the client reconnected): answer again, run nothing.
+            again = repeat_answer(earlier, connection_id=message.connection_id, request_id=rid)
+            stream = (
+                workflow_stream(again.adw_id)
+                if isinstance(again, TriggerDeduplicated)
+                else connection_stream(message.connection_id)
+            )
+            self._log.tell(
+                Append([NewEvent(stream, again, message.principal, message.connection_id)])
+            )
+            return
         decision = decide_trigger(
             self._state,
             message.data,
@@ -125,7 +157,10 @@ class SchedulerActor(pykka.ThreadingActor):
             max_queue=self._max_queue,
             connection_id=message.connection_id,
             new_adw_id=self._new_id(),
+            request_id=rid,
         )
+        if rid is not None:
+            self._remember(rid, decision)
         if isinstance(decision, RunQueued | TriggerDeduplicated):
             stream = workflow_stream(decision.adw_id)
         else:
@@ -137,12 +172,23 @@ class SchedulerActor(pykka.ThreadingActor):
             self._state.enqueue(decision)
             self._start_runs()
 
+    def _remember(
+        self, request_id: str, decision: RunQueued | TriggerDeduplicated | TriggerRejected
+    ) -> None:
+        self._requests[request_id] = decision
+        while len(self._requests) > REMEMBERED_REQUESTS:
+            self._requests.popitem(last=False)
+
     def _on_cancel(self, message: Cancel) -> None:
         adw_id, reason = message.data.adw_id, message.data.reason or "cancelled by a client"
         keys = [key for key in self._state.active if key[0] == adw_id]
         outcome: Literal["cancelling", "not_found"] = "cancelling" if keys else "not_found"
         request = CancelRequested(
-            adw_id=adw_id, reason=reason, outcome=outcome, connection_id=message.connection_id
+            adw_id=adw_id,
+            reason=reason,
+            outcome=outcome,
+            connection_id=message.connection_id,
+            request_id=message.request_id,
         )
         self._log.tell(
             Append(
@@ -165,7 +211,8 @@ class SchedulerActor(pykka.ThreadingActor):
                             "nothing to cancel.",
                             code=ErrorCode.NOT_FOUND,
                             details={"field": "data.adw_id", "adw_id": adw_id},
-                        )
+                        ),
+                        request_id=message.request_id,
                     )
                 )
             )

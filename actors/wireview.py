@@ -10,6 +10,7 @@ from collections.abc import Collection
 
 from events.codec import encode
 from events.domain import (
+    CancelRequested,
     ErrorReported,
     RunCompleted,
     RunFailed,
@@ -21,6 +22,8 @@ from events.domain import (
 )
 from events.store import StoredEvent
 from events.wire import (
+    CancelResponse,
+    CancelResponseData,
     ErrorReport,
     ErrorReportData,
     StatusUpdate,
@@ -52,7 +55,8 @@ def wire_messages(stored: StoredEvent) -> list[Delivery]:
     if isinstance(e, RunQueued | TriggerDeduplicated | TriggerRejected):
         if e.connection_id is None:
             return []
-        return [(e.connection_id, None, encode(TriggerResponse(_response(e), seq=seq)))]
+        response = TriggerResponse(_response(e), seq=seq, request_id=e.request_id)
+        return [(e.connection_id, None, encode(response))]
     if isinstance(e, RunStarted):
         metrics = WorkflowMetricsData(
             adw_id=e.adw_id,
@@ -93,6 +97,20 @@ def wire_messages(stored: StoredEvent) -> list[Delivery]:
             (None, e.adw_id, encode(StatusUpdate(_ended(e), seq=seq))),
             (None, e.adw_id, encode(WorkflowMetrics(metrics, seq=seq))),
         ]
+    if isinstance(e, CancelRequested):
+        if e.connection_id is None:
+            return []
+        message = (
+            f"cancelling the runs of {e.adw_id}"
+            if e.outcome == "cancelling"
+            else f"no queued or running run has adw_id {e.adw_id!r}"
+        )
+        reply = CancelResponse(
+            CancelResponseData(adw_id=e.adw_id, status=e.outcome, message=message),
+            seq=seq,
+            request_id=e.request_id,
+        )
+        return [(e.connection_id, None, encode(reply))]
     if isinstance(e, ErrorReported):
         report = ErrorReportData(
             error_id=e.error_id,

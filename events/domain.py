@@ -48,6 +48,7 @@ class RunQueued(DomainEvent, tag="run_queued"):
     stages: list[str] | None = None
     config: dict[str, Any] | None = None
     connection_id: str | None = None
+    request_id: str | None = None
 
 
 class TriggerDeduplicated(DomainEvent, tag="trigger_deduplicated"):
@@ -57,6 +58,7 @@ class TriggerDeduplicated(DomainEvent, tag="trigger_deduplicated"):
     workflow_type: str
     logs_path: str
     connection_id: str | None = None
+    request_id: str | None = None
 
 
 class TriggerRejected(DomainEvent, tag="trigger_rejected"):
@@ -68,6 +70,7 @@ class TriggerRejected(DomainEvent, tag="trigger_rejected"):
     workflow_type: str = ""
     details: dict[str, Any] | None = None
     connection_id: str | None = None
+    request_id: str | None = None
 
 
 class ResourceUsage(Struct, frozen=True, kw_only=True):
@@ -140,6 +143,7 @@ class CancelRequested(DomainEvent, tag="cancel_requested"):
     reason: str
     outcome: Literal["cancelling", "not_found"]
     connection_id: str | None = None
+    request_id: str | None = None
 
 
 class ErrorReported(DomainEvent, tag="error_reported"):

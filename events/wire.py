@@ -48,8 +48,18 @@ class _Data(Struct, frozen=True, kw_only=True):
     """Base of every ``data`` payload."""
 
 
+RequestId = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
 class _Message(Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
-    """Base of every envelope: tagged on ``type``."""
+    """Base of every envelope: tagged on ``type``.
+
+    ``request_id`` is the client's name for a command: replies to it carry the
+    same ``request_id``, and a command re-sent with a ``request_id`` the
+    service has seen is answered again, never executed twice.
+    """
+
+    request_id: RequestId | None = None
 
 
 # --------------------------------------------------------------------------
@@ -206,6 +216,14 @@ class WorkflowMetricsData(_Data):
     expected_execution_time: float | None = None
 
 
+class CancelResponseData(_Data):
+    """What came of a ``cancel_workflow``."""
+
+    adw_id: str
+    status: Literal["cancelling", "not_found"]
+    message: str
+
+
 class SubscribedData(_Data):
     """How a subscription resumes."""
 
@@ -280,6 +298,13 @@ class Subscribed(_Message, tag="subscribed"):
     instead of the missed events (other epoch, or a seq the log does not hold)."""
 
     data: SubscribedData
+
+
+class CancelResponse(_Message, tag="cancel_response"):
+    """Answer to ``cancel_workflow``; the run's own ``status_update`` follows."""
+
+    data: CancelResponseData
+    seq: int | None = None
 
 
 class Pong(_Message, tag="pong"):
@@ -378,6 +403,7 @@ class Alert(_Message, tag="alert"):
 ServerMessage = (
     Pong
     | Subscribed
+    | CancelResponse
     | TriggerResponse
     | StatusUpdate
     | Error

@@ -165,7 +165,8 @@ class ViewStore:
             f"SELECT {columns} FROM runs WHERE status IN ('queued', 'running') ORDER BY queued_seq"
         ).fetchall()
         ended = self._conn.execute(
-            f"SELECT {columns} FROM runs WHERE status IN ('completed', 'failed') "
+            # (+status: walk the last_seq index backwards, not every ended run by status.)
+            f"SELECT {columns} FROM runs WHERE +status IN ('completed', 'failed') "
             "ORDER BY last_seq DESC LIMIT ?",
             (KEEP_ENDED,),
         ).fetchall()

@@ -99,6 +99,7 @@ class Service:
             grace_s=cfg.shutdown_grace_s,
             recovered=[view.request for view in runs.waiting()],
             history={name: m.durations for name, m in projections.metrics.types.items()},
+            known_requests=[view.request for view in runs.runs.values()],
         )
         self._transport = TransportActor.start(
             host=cfg.host,
