@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
+import msgspec
 import pykka
 from msgspec import Struct
 
@@ -21,6 +23,8 @@ from events.store import StoredEvent
 from events.wire import QueueStatus, QueueStatusData
 from projections.bundle import Projections
 from projections.queue import QueueEntry
+from projections.runs import RunView
+from projections.stages import stage_of
 from projections.views import ViewStore
 
 log = logging.getLogger(__name__)
@@ -74,6 +78,42 @@ class ProjectionActor(pykka.ThreadingActor):
         """The seq the projections are at, and the current state of the runs followed."""
         return self._p.seq, snapshot(self._p.runs.runs.values(), adw_ids)
 
+    def adw_state(self, adw_id: str) -> dict[str, Any] | None:
+        """What ``GET /api/adws/<adw_id>`` answers: its runs and its card's stage."""
+        self._views.save(self._p, self._epoch)  # nothing pending: the table is current
+        views = self._views.runs_of(adw_id)
+        if not views:
+            return None
+        latest = views[-1]
+        return {
+            "adw_id": adw_id,
+            "current_stage": stage_of(latest.key[1], latest.status),
+            "status": latest.status,
+            "workflow_name": latest.key[1],
+            "seq": self._p.seq,
+            "runs": [_run_json(v) for v in views],
+        }
+
+    def overview(self) -> dict[str, Any]:
+        """What ``GET /api/runs`` answers: runs in memory, the queue, metrics."""
+        now = time.time()
+        return {
+            "seq": self._p.seq,
+            "runs": [
+                _run_json(v) for v in sorted(self._p.runs.runs.values(), key=lambda v: v.last_seq)
+            ],
+            "queue": [
+                {
+                    "adw_id": e.adw_id,
+                    "workflow_type": e.workflow_type,
+                    "position": e.position,
+                    "estimated_wait_time": e.estimated_wait_s,
+                }
+                for e in self._p.queue.entries(now)
+            ],
+            "metrics": self._p.metrics.summary(),
+        }
+
     def seq(self) -> int:
         """The seq the projections are at."""
         return self._p.seq
@@ -104,3 +144,23 @@ def _frame(entry: QueueEntry, request_id: str | None = None) -> bytes:
             request_id=request_id,
         )
     )
+
+
+def _run_json(view: RunView) -> dict[str, Any]:
+    adw_id, workflow_type = view.key
+    return {
+        "adw_id": adw_id,
+        "workflow_name": workflow_type,
+        "status": view.status,
+        "stage": stage_of(workflow_type, view.status),
+        "progress_percent": view.progress_percent,
+        "current_step": view.current_step,
+        "message": view.message,
+        "logs_path": view.request.logs_path,
+        "queued_seq": view.queued_seq,
+        "last_seq": view.last_seq,
+        "duration_s": view.duration_s,
+        "resource_usage": msgspec.structs.asdict(view.resource_usage)
+        if view.resource_usage
+        else None,
+    }

@@ -194,6 +194,14 @@ class ViewStore:
                 p.queue.recent[name] = deque(values[-RECENT:], maxlen=RECENT)
         return p
 
+    def runs_of(self, adw_id: str) -> list[RunView]:
+        """Every run of an adw_id the views hold (one per workflow type), oldest first."""
+        columns = ", ".join(_RUN_COLUMNS)
+        rows = self._conn.execute(
+            f"SELECT {columns} FROM runs WHERE adw_id = ? ORDER BY last_seq", (adw_id,)
+        )
+        return [_run_view(row) for row in rows]
+
     def audit(
         self,
         *,

@@ -9,14 +9,17 @@ with ``loop.call_soon_threadsafe``. WebSocket clients connect to
 from __future__ import annotations
 
 import asyncio
+import functools
 import http
 import logging
+import re
 import secrets
 import threading
 import time
 import urllib.parse
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pykka
@@ -33,6 +36,7 @@ from events.store import StoredEvent
 log = logging.getLogger(__name__)
 
 WS_PATHS = frozenset({"/ws/trigger", "/ws"})
+LOCAL_ORIGIN = re.compile(r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$")
 CATCH_UP_TIMEOUT_S = 60.0  # a client that cannot take its catch-up in this long is dropped
 
 
@@ -106,27 +110,57 @@ class TransportActor(pykka.ThreadingActor):
         """Called by the EventLogActor after each commit."""
         self._loop.call_soon_threadsafe(self._router.publish, batch)
 
-    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
+    async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Plain HTTP beside the WebSocket paths: health and the read API (GET only)."""
+        split = urllib.parse.urlsplit(request.path)
+        path = split.path
         if path in WS_PATHS:
             return None
+        origin = request.headers.get("Origin")
+        status, body = await self._http_answer(path)
+        response = connection.respond(status, "")
+        response.body = msgspec.json.encode(body)
+        del response.headers["Content-Type"]
+        del response.headers["Content-Length"]
+        response.headers["Content-Type"] = "application/json"
+        response.headers["Content-Length"] = str(len(response.body))
+        if origin is not None and LOCAL_ORIGIN.match(origin):
+            # Boards served from localhost (any port) may read these from the browser.
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    async def _http_answer(self, path: str) -> tuple[http.HTTPStatus, object]:
+        loop = asyncio.get_running_loop()
+
+        async def ask(call: Callable[[Any], Any]) -> Any:
+            # The projector answers in its own thread; wait for it off the loop.
+            future = call(self._projector.proxy())
+            return await loop.run_in_executor(None, functools.partial(future.get, timeout=10))
+
         if path == "/health":
-            body = {
+            return http.HTTPStatus.OK, {
                 "status": "healthy",
                 "active_connections": len(self._router),
                 "uptime": round(time.monotonic() - self._started_at, 3),
+                "seq": await ask(lambda p: p.seq()),
             }
-            response = connection.respond(http.HTTPStatus.OK, "")
-            response.body = msgspec.json.encode(body)
-            del response.headers["Content-Type"]
-            del response.headers["Content-Length"]
-            response.headers["Content-Type"] = "application/json"
-            response.headers["Content-Length"] = str(len(response.body))
-            return response
-        return connection.respond(
-            http.HTTPStatus.NOT_FOUND,
-            f"Nothing at {path}. Open a WebSocket to /ws/trigger, or GET /health.\n",
-        )
+        if path == "/api/runs":
+            return http.HTTPStatus.OK, await ask(lambda p: p.overview())
+        if path.startswith("/api/adws/"):
+            adw_id = urllib.parse.unquote(path.removeprefix("/api/adws/"))
+            state = await ask(lambda p: p.adw_state(adw_id))
+            if state is None:
+                return http.HTTPStatus.NOT_FOUND, {
+                    "error": "not_found",
+                    "message": f"No run has adw_id {adw_id!r}. Trigger one first.",
+                }
+            return http.HTTPStatus.OK, state
+        return http.HTTPStatus.NOT_FOUND, {
+            "error": "not_found",
+            "message": f"Nothing at {path}. Open a WebSocket to /ws/trigger, or GET /health, "
+            "/api/runs or /api/adws/<adw_id>.",
+        }
 
     async def _handle(self, ws: ServerConnection) -> None:
         connection_id = secrets.token_hex(6)
