@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from events.errors import AdwdError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from events.store import StoredEvent
+
+PIPE_WIDTH = 200  # columns of human output to a file or a pipe (COLUMNS overrides)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -53,6 +64,271 @@ def _schema(_args: argparse.Namespace) -> int:
     return 0
 
 
+# -- debugging commands: thin printers over service.debug ------------------------
+
+_TYPE_STYLES = {
+    "run_completed": "green",
+    "run_failed": "bold red",
+    "trigger_rejected": "red",
+    "error_reported": "bold red",
+    "orphan_stopped": "red",
+    "run_queued": "yellow",
+    "trigger_deduplicated": "yellow",
+    "run_started": "cyan",
+    "run_progress": "blue",
+    "service_started": "magenta",
+    "service_stopped": "magenta",
+}
+_STATUS_STYLES = {
+    "completed": "green",
+    "failed": "bold red",
+    "running": "cyan",
+    "queued": "yellow",
+    "accepted": "green",
+    "rejected": "red",
+    "deduplicated": "yellow",
+}
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    from service.config import load_config
+
+    return load_config(args.config, overrides={"data_dir": args.data_dir}).data_path
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    console = Console(highlight=False, emoji=False, markup=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPE_WIDTH  # a file or a pipe: do not fold tables at 80 columns
+    return console
+
+
+def _json_line(value: object) -> None:
+    import msgspec
+
+    sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
+    sys.stdout.flush()
+
+
+def _cell(value: object, style: str = "") -> Text:
+    from rich.text import Text
+
+    return Text("-" if value is None or value == "" else str(value), style=style)
+
+
+def _event_line(stored: StoredEvent) -> Text:
+    from rich.text import Text
+
+    from service.debug import describe, format_ts
+
+    line = Text()
+    line.append(f"{stored.seq:>6}  ", style="bold")
+    line.append(f"{format_ts(stored.ts)}  ", style="dim")
+    line.append(f"{stored.stream:<24} ", style="blue")
+    line.append(f"{stored.type:<21} ", style=_TYPE_STYLES.get(stored.type, ""))
+    line.append(describe(stored.event))
+    if stored.principal != "system":
+        line.append(f"  (by {stored.principal})", style="dim")
+    return line
+
+
+def _events(args: argparse.Namespace) -> int:
+    from service.debug import EventQuery, follow_events, open_events, parse_bound, select_events
+
+    query = EventQuery(
+        since=parse_bound(args.since) if args.since else None,
+        until=parse_bound(args.until) if args.until else None,
+        adw_id=args.adw_id,
+        stream=args.stream,
+        types=tuple(args.type or ()),
+    )
+    console = None if args.json else _console()
+    with open_events(_data_dir(args)) as store:
+        events = follow_events(store, query) if args.follow else select_events(store, query)
+        try:
+            for stored in events:
+                if console is None:
+                    _json_line(stored)
+                else:
+                    console.print(_event_line(stored), soft_wrap=True)
+        except KeyboardInterrupt:
+            return 0
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from service.debug import format_duration, format_ts, inspect_run, open_events
+
+    with open_events(_data_dir(args)) as store:
+        runs = inspect_run(store, args.adw_id)
+    if not runs:
+        print(f"adwd: no events for adw_id {args.adw_id!r} in {store.path}", file=sys.stderr)
+        return 1
+    if args.json:
+        for run in runs:
+            _json_line(run)
+        return 0
+    console = _console()
+    for number, run in enumerate(runs, start=1):
+        header = Text(f"Run {number} of {len(runs)}: {run.workflow_type or '?'} for {run.adw_id}: ")
+        header.append(run.status, style=_STATUS_STYLES.get(run.status, "bold"))
+        console.print(header, soft_wrap=True)
+        console.print(Text(f"  logs: {run.logs_path or 'unknown'}"), soft_wrap=True)
+        table = Table(box=None, pad_edge=False)
+        for column in ("seq", "time", "delta", "elapsed", "type", "what"):
+            table.add_column(column, justify="right" if column in ("seq", "delta") else "left")
+        for step in run.steps:
+            table.add_row(
+                _cell(step.seq),
+                _cell(format_ts(step.ts), "dim"),
+                _cell(None if step.delta_s is None else "+" + format_duration(step.delta_s)),
+                _cell(format_duration(step.elapsed_s)),
+                _cell(step.type, _TYPE_STYLES.get(step.type, "")),
+                _cell(step.summary),
+            )
+        console.print(table)
+        outcome = Text("  outcome: ")
+        outcome.append(run.status, style=_STATUS_STYLES.get(run.status, "bold"))
+        if run.status == "failed":
+            outcome.append(f": {run.reason}")
+            if run.exit_code is not None:
+                outcome.append(f" (exit code {run.exit_code})")
+        outcome.append(
+            f"; waited {format_duration(run.wait_s)}, ran {format_duration(run.duration_s)}"
+        )
+        console.print(outcome, soft_wrap=True)
+        if number < len(runs):
+            console.print()
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from service.debug import format_duration, format_ts, open_events, parse_bound, replay
+
+    until = parse_bound(args.until)
+    with open_events(_data_dir(args)) as store:
+        state = replay(store, until)
+    if args.json:
+        _json_line(state)
+        return 0
+    console = _console()
+    console.print(
+        Text(
+            f"Projections at seq {state.seq} ({format_ts(state.at)}), "
+            f"max_concurrent {state.max_concurrent}",
+            style="bold",
+        ),
+        soft_wrap=True,
+    )
+    runs = Table(title="Runs", title_justify="left", box=None, pad_edge=False)
+    for column in ("adw_id", "workflow_type", "status", "progress", "step", "message"):
+        runs.add_column(column)
+    for run in state.runs:
+        runs.add_row(
+            _cell(run.adw_id), _cell(run.workflow_type),
+            _cell(run.status, _STATUS_STYLES.get(run.status, "")),
+            _cell(f"{run.progress_percent}%"), _cell(run.current_step), _cell(run.message),
+        )  # fmt: skip
+    queue = Table(title="Queue", title_justify="left", box=None, pad_edge=False)
+    for column in ("position", "adw_id", "workflow_type", "estimated_wait"):
+        queue.add_column(column)
+    for entry in state.queue:
+        queue.add_row(
+            _cell(f"{entry.position}/{entry.queue_length}"), _cell(entry.adw_id),
+            _cell(entry.workflow_type), _cell(format_duration(entry.estimated_wait_s)),
+        )  # fmt: skip
+    metrics = Table(title="Metrics", title_justify="left", box=None, pad_edge=False)
+    for column in ("workflow_type", "runs", "completed", "failed", "success", "p50", "p90"):
+        metrics.add_column(column)
+    for name, m in state.metrics.items():
+        rate = None if m["success_rate"] is None else f"{100 * m['success_rate']:.0f}%"
+        metrics.add_row(
+            _cell(name), _cell(m["runs"]), _cell(m["completed"]), _cell(m["failed"]),
+            _cell(rate), _cell(format_duration(m["duration_p50"])),
+            _cell(format_duration(m["duration_p90"])),
+        )  # fmt: skip
+    for table, empty in ((runs, "no runs"), (queue, "nobody waiting"), (metrics, "no run ended")):
+        console.print()
+        console.print(table if table.row_count else Text(f"{table.title}: {empty}"))
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from service.debug import audit_entries, format_ts, open_views
+
+    with open_views(_data_dir(args)) as views:
+        entries = audit_entries(
+            views, adw_id=args.adw_id, principal=args.principal, outcome=args.outcome,
+            since=args.since, limit=args.limit,
+        )  # fmt: skip
+    if args.json:
+        for entry in entries:
+            _json_line(entry)
+        return 0
+    table = Table(box=None, pad_edge=False)
+    columns = ("seq", "time", "principal", "command", "adw_id", "workflow_type", "outcome")
+    for column in (*columns, "reason"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(
+            _cell(e.seq), _cell(format_ts(e.ts), "dim"), _cell(e.principal), _cell(e.command),
+            _cell(e.adw_id), _cell(e.workflow_type),
+            _cell(e.outcome, _STATUS_STYLES.get(e.outcome, "")), _cell(e.reason),
+        )  # fmt: skip
+    _console().print(table if entries else "no audit entries match")
+    return 0
+
+
+def _store_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--data-dir", help="where the service keeps its data (ADWD_DATA_DIR)")
+    options.add_argument("--config", help="TOML config file giving data_dir (ADWD_CONFIG)")
+    options.add_argument("--json", action="store_true", help="one JSON object per line")
+    return options
+
+
+def _add_debug_commands(sub: Any) -> None:
+    from service.debug import AUDIT_OUTCOMES, EVENT_TYPES
+
+    store = [_store_options()]
+    bound = "SEQ|TIME"
+    events = sub.add_parser("events", parents=store, help="show events of the log")
+    which = events.add_mutually_exclusive_group()
+    which.add_argument("--adw-id", help="only the events of this adw_id (stream workflow:ID)")
+    which.add_argument("--stream", help="only the events of this stream")
+    events.add_argument(
+        "--type", action="append", choices=EVENT_TYPES, metavar="TYPE",
+        help="only events of this type (repeatable)",
+    )  # fmt: skip
+    events.add_argument("--since", metavar=bound, help="from this seq or time (inclusive)")
+    events.add_argument("--until", metavar=bound, help="up to this seq or time (inclusive)")
+    events.add_argument("--follow", action="store_true", help="then wait for new events")
+    events.set_defaults(func=_events)
+    inspect = sub.add_parser("inspect", parents=store, help="the timeline of one adw_id's runs")
+    inspect.add_argument("adw_id", metavar="ADW_ID")
+    inspect.set_defaults(func=_inspect)
+    replay = sub.add_parser("replay", parents=store, help="the projections at a point of the log")
+    replay.add_argument("--until", required=True, metavar=bound, help="last seq or time to fold")
+    replay.set_defaults(func=_replay)
+    audit = sub.add_parser("audit", parents=store, help="commands received and their outcome")
+    audit.add_argument("--adw-id", help="only commands for this adw_id")
+    audit.add_argument("--principal", help="only commands sent by this principal")
+    audit.add_argument("--outcome", choices=AUDIT_OUTCOMES, help="only this outcome")
+    audit.add_argument("--since", metavar="TIME", help="only commands at or after this time")
+    audit.add_argument("--limit", type=int, metavar="N", help="at most N entries (oldest first)")
+    audit.set_defaults(func=_audit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``adwd`` command."""
     parser = argparse.ArgumentParser(prog="adwd", description="ADW workflow service.")
@@ -65,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     schema = sub.add_parser("schema", help="print the JSON Schema of the protocol")
     schema.set_defaults(func=_schema)
+    _add_debug_commands(sub)
     return parser
 
 
@@ -79,6 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AdwdError as exc:
         print(f"adwd: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `adwd events --json | head`: as Python's docs advise (and rich does)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def test_every_environment_variable_is_documented(var: str) -> None:
 
 
 def test_every_cli_command_and_flag_is_documented() -> None:
-    text = _read("operations.md")
+    text = _read("cli.md")
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     for name, command in sub.choices.items():  # type: ignore[union-attr]
