@@ -72,12 +72,20 @@ class Cancel(Struct, frozen=True):
     request_id: str | None = None
 
 
+class Listening(Struct, frozen=True):
+    """SchedulerActor: the transport listens here; tell the children."""
+
+    host: str
+    port: int
+
+
 class RunEnded(Struct, frozen=True):
     """SchedulerActor: a run reached its terminal status; its slot is free."""
 
     adw_id: str
     workflow_type: str
     completed_in_s: float | None = None  # set when it completed: feeds "typical duration"
+    stage: str | None = None  # where the run left its card
 
 
 class Progress(Struct, frozen=True):
@@ -86,6 +94,13 @@ class Progress(Struct, frozen=True):
     progress_percent: int | None
     current_step: str | None
     message: str | None
+
+
+class LogLine(Struct, frozen=True):
+    """WorkflowActor: a line the child wrote (stdout or stderr), for boards."""
+
+    level: str
+    text: str
 
 
 class Exited(Struct, frozen=True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +26,7 @@ from actors.admission import (
     runs_to_start,
 )
 from actors.catalogue import WorkflowSpec, plan_launch
-from actors.messages import Append, Cancel, Reject, RunEnded, Stop, Trigger
+from actors.messages import Append, Cancel, Listening, Reject, RunEnded, Stop, Trigger
 from actors.workflow import WorkflowActor
 from events.codec import encode
 from events.domain import (
@@ -70,6 +71,8 @@ class SchedulerActor(pykka.ThreadingActor):
         recovered: list[RunQueued] | None = None,
         history: Mapping[str, Sequence[float]] | None = None,
         known_requests: Sequence[RunQueued] = (),
+        card_stages: Mapping[str, str] | None = None,
+        log_lines_per_s: float = 20.0,
         id_factory: Callable[[], str] = new_adw_id,
     ) -> None:
         super().__init__()
@@ -83,6 +86,9 @@ class SchedulerActor(pykka.ThreadingActor):
         self._grace_s = grace_s
         self._new_id = id_factory
         self._state = SchedulerState()
+        self._stages = dict(card_stages or {})  # adw_id -> the stage its card is in
+        self._log_lines_per_s = log_lines_per_s
+        self._server_env: dict[str, str] = {}
         # Decisions by request_id, so a re-sent command is answered, not re-run.
         self._requests: OrderedDict[str, RunQueued | TriggerDeduplicated | TriggerRejected] = (
             OrderedDict()
@@ -112,10 +118,19 @@ class SchedulerActor(pykka.ThreadingActor):
             self._log.tell(
                 Append([NewEvent(stream, message.event, message.principal, message.connection_id)])
             )
+        elif isinstance(message, Listening):
+            host = f"[{message.host}]" if ":" in message.host else message.host
+            self._server_env = {
+                "WEBSOCKET_URL": f"ws://{host}:{message.port}/ws/trigger",
+                "WEBSOCKET_PORT": str(message.port),
+                "ADWD_URL": f"http://{host}:{message.port}",
+            }
         elif isinstance(message, Cancel):
             self._on_cancel(message)
         elif isinstance(message, RunEnded):
             key = (message.adw_id, message.workflow_type)
+            if message.stage is not None:
+                self._stages[message.adw_id] = message.stage
             if message.completed_in_s is not None:
                 recent = self._recent.setdefault(message.workflow_type, deque(maxlen=RECENT))
                 recent.append(message.completed_in_s)
@@ -275,6 +290,7 @@ class SchedulerActor(pykka.ThreadingActor):
             issue_number=run.issue_number,
             model_set=run.model_set,
             trigger_reason=run.trigger_reason,
+            base_env={**os.environ, **self._server_env},
         )
         self._workers[key] = WorkflowActor.start(
             adw_id=run.adw_id,
@@ -285,6 +301,8 @@ class SchedulerActor(pykka.ThreadingActor):
             scheduler=self.actor_ref,
             grace_s=self._grace_s,
             expected_s=expected_duration(self._recent.get(run.workflow_type, ())),
+            card_stage=self._stages.get(run.adw_id, "backlog"),
+            log_lines_per_s=self._log_lines_per_s,
             correlation_id=run.connection_id or "",
         )
         return True

@@ -14,9 +14,11 @@ from events.domain import (
     ErrorReported,
     RunCompleted,
     RunFailed,
+    RunLogged,
     RunProgress,
     RunQueued,
     RunStarted,
+    StageChanged,
     TriggerDeduplicated,
     TriggerRejected,
 )
@@ -26,10 +28,14 @@ from events.wire import (
     CancelResponseData,
     ErrorReport,
     ErrorReportData,
+    StageTransition,
+    StageTransitionData,
     StatusUpdate,
     StatusUpdateData,
     TriggerResponse,
     TriggerResponseData,
+    WorkflowLog,
+    WorkflowLogData,
     WorkflowMetrics,
     WorkflowMetricsData,
 )
@@ -97,6 +103,25 @@ def wire_messages(stored: StoredEvent) -> list[Delivery]:
             (None, e.adw_id, encode(StatusUpdate(_ended(e), seq=seq))),
             (None, e.adw_id, encode(WorkflowMetrics(metrics, seq=seq))),
         ]
+    if isinstance(e, StageChanged):
+        move = StageTransitionData(
+            adw_id=e.adw_id,
+            workflow_name=e.workflow_type,
+            from_stage=e.from_stage,
+            to_stage=e.to_stage,
+            message=e.message,
+            timestamp=_iso(stored.ts),
+        )
+        return [(None, e.adw_id, encode(StageTransition(move, seq=seq)))]
+    if isinstance(e, RunLogged):
+        line = WorkflowLogData(
+            adw_id=e.adw_id,
+            workflow_name=e.workflow_type,
+            message=e.message,
+            level=e.level,
+            timestamp=_iso(stored.ts),
+        )
+        return [(None, e.adw_id, encode(WorkflowLog(line, seq=seq)))]
     if isinstance(e, CancelRequested):
         if e.connection_id is None:
             return []

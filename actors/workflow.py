@@ -24,20 +24,24 @@ import msgspec
 import pykka
 
 from actors.catalogue import LaunchPlan
-from actors.messages import Append, Exited, Kill, Progress, RunEnded, Stop
+from actors.messages import Append, Exited, Kill, LogLine, Progress, RunEnded, Stop
 from actors.processes import start_ticks, usage_of
 from actors.progress import parse_progress_line
+from actors.ratelimit import TokenBucket
 from events.domain import (
     DomainEvent,
     ResourceUsage,
     RunCompleted,
     RunFailed,
+    RunLogged,
     RunProgress,
     RunQueued,
     RunStarted,
+    StageChanged,
     workflow_stream,
 )
 from events.store import NewEvent
+from projections.stages import STAGES, next_stage, stage_of
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,8 @@ class WorkflowActor(pykka.ThreadingActor):
         scheduler: pykka.ActorRef[pykka.Actor],
         grace_s: float,
         expected_s: float | None = None,
+        card_stage: str = "backlog",
+        log_lines_per_s: float = 20.0,
         principal: str = "system",
         correlation_id: str = "",
     ) -> None:
@@ -68,6 +74,10 @@ class WorkflowActor(pykka.ThreadingActor):
         self._scheduler = scheduler
         self._grace_s = grace_s
         self._expected_s = expected_s
+        self._stage = card_stage  # where this run's card is now
+        self._own_stage = stage_of(workflow_type, "running")
+        self._log_bucket = TokenBucket(rate=log_lines_per_s, burst=max(1.0, 5 * log_lines_per_s))
+        self._suppressed = 0
         self._principal = principal
         self._correlation_id = correlation_id
         self._proc: subprocess.Popen[bytes] | None = None
@@ -104,7 +114,7 @@ class WorkflowActor(pykka.ThreadingActor):
                 env=plan.env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
-                stderr=log_file,
+                stderr=subprocess.PIPE,
                 start_new_session=True,  # own process group: a signal reaches its children
             )
         except OSError as exc:
@@ -128,6 +138,14 @@ class WorkflowActor(pykka.ThreadingActor):
                 expected_s=self._expected_s,
             )
         )
+        self._move(self._own_stage, f"{self._workflow_type} started")
+        # stderr gets its own reader and its own append handle: each writes whole lines.
+        threading.Thread(
+            target=_pump_stderr,
+            args=(self._proc, log_path.open("ab"), self.actor_ref.tell),
+            name=f"adw-stderr-{self._adw_id}",
+            daemon=True,
+        ).start()
         threading.Thread(
             target=_pump,
             args=(self._proc, log_file, self.actor_ref.tell),
@@ -141,6 +159,8 @@ class WorkflowActor(pykka.ThreadingActor):
         """Progress, exit, cancel/timeout and the kill after the grace period."""
         if isinstance(message, Progress):
             self._on_progress(message)
+        elif isinstance(message, LogLine):
+            self._on_log(message)
         elif isinstance(message, Exited):
             self._on_exit(message.returncode, message.usage)
         elif isinstance(message, Stop):
@@ -179,6 +199,9 @@ class WorkflowActor(pykka.ThreadingActor):
     def _on_progress(self, message: Progress) -> None:
         if self._ended:
             return
+        step = message.current_step or ""
+        if step.startswith("Stage: ") and step[7:].strip() in STAGES:
+            self._move(step[7:].strip(), message.message or step)
         if message.progress_percent is not None:
             self._progress = message.progress_percent
         self._append(
@@ -189,6 +212,33 @@ class WorkflowActor(pykka.ThreadingActor):
                 message=message.message or "",
             )
         )
+
+    def _on_log(self, line: LogLine) -> None:
+        """Boards get the run's lines, at most ``log_lines_per_s`` on average."""
+        if self._ended:
+            return
+        if not self._log_bucket.allow(time.monotonic()):
+            self._suppressed += 1
+            return
+        if self._suppressed:
+            self._note_suppressed()
+        self._append(
+            RunLogged(**self._ids(), level=line.level, message=line.text)  # type: ignore[arg-type]
+        )
+
+    def _note_suppressed(self) -> None:
+        text = f"{self._suppressed} lines not shown (rate limit); all are in {self._plan.logs_path}"
+        self._suppressed = 0
+        self._append(RunLogged(**self._ids(), level="WARNING", message=text))
+
+    def _move(self, stage: str, message: str) -> None:
+        """Move this run's card, recording the transition."""
+        if stage == self._stage:
+            return
+        self._append(
+            StageChanged(**self._ids(), from_stage=self._stage, to_stage=stage, message=message)
+        )
+        self._stage = stage
 
     def _on_exit(self, returncode: int, usage: ResourceUsage | None) -> None:
         if self._ended:
@@ -251,14 +301,21 @@ class WorkflowActor(pykka.ThreadingActor):
         )
 
     def _end(self, event: DomainEvent, *, notify: bool = True) -> None:
-        """Record the one terminal event and free the slot."""
+        """Record the one terminal event (and where the card goes) and free the slot."""
+        if self._suppressed:
+            self._note_suppressed()
+        # The card moves first, so the terminal status and metrics stay the run's last words.
+        if isinstance(event, RunCompleted):
+            self._move(next_stage(self._stage), f"{self._workflow_type} completed")
+        elif isinstance(event, RunFailed):
+            self._move("errored", event.reason)
         self._ended = True
         for timer in self._timers:
             timer.cancel()
         self._append(event)
         if notify:
             took = event.duration_s if isinstance(event, RunCompleted) else None
-            self._scheduler.tell(RunEnded(self._adw_id, self._workflow_type, took))
+            self._scheduler.tell(RunEnded(self._adw_id, self._workflow_type, took, self._stage))
             self.actor_ref.stop(block=False)
 
     def _signal(self, signum: int) -> None:
@@ -284,9 +341,11 @@ def _pump(
             log_file.write(line)
             log_file.flush()
             progress = parse_progress_line(line)
-            if progress is not None:
-                with contextlib.suppress(pykka.ActorDeadError):
+            with contextlib.suppress(pykka.ActorDeadError):
+                if progress is not None:
                     tell(progress)
+                elif text := line.decode(errors="replace").rstrip():
+                    tell(LogLine(line_level(text), text[:2000]))
     finally:
         proc.stdout.close()
         returncode, usage = _wait(proc)
@@ -294,6 +353,32 @@ def _pump(
         log_file.close()
         with contextlib.suppress(pykka.ActorDeadError):  # stopped at shutdown
             tell(Exited(returncode, usage))
+
+
+def _pump_stderr(
+    proc: subprocess.Popen[bytes], log_file: IO[bytes], tell: Callable[[object], None]
+) -> None:
+    """Reader thread: stderr lines to the log file and, as log lines, to the actor."""
+    assert proc.stderr is not None
+    with log_file, proc.stderr:
+        for line in proc.stderr:
+            log_file.write(line)
+            log_file.flush()
+            if text := line.decode(errors="replace").rstrip():
+                with contextlib.suppress(pykka.ActorDeadError):
+                    tell(LogLine(line_level(text), text[:2000]))
+
+
+def line_level(text: str) -> str:
+    """INFO, SUCCESS, WARNING or ERROR, from the words a line starts with."""
+    head = text.lstrip("[ ").upper()
+    if head.startswith(("ERROR", "CRITICAL", "FATAL", "TRACEBACK", "EXCEPTION")):
+        return "ERROR"
+    if head.startswith(("WARNING", "WARN")):
+        return "WARNING"
+    if head.startswith(("SUCCESS", "DONE", "OK ", "✅")):
+        return "SUCCESS"
+    return "INFO"
 
 
 def _wait(proc: subprocess.Popen[bytes]) -> tuple[int, ResourceUsage | None]:

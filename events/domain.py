@@ -111,6 +111,25 @@ class RunProgress(DomainEvent, tag="run_progress"):
     message: str = ""
 
 
+class StageChanged(DomainEvent, tag="stage_changed"):
+    """The run moved its Kanban card from one stage to another."""
+
+    adw_id: str
+    workflow_type: str
+    from_stage: str
+    to_stage: str
+    message: str = ""
+
+
+class RunLogged(DomainEvent, tag="run_logged"):
+    """A line of the run's output, as shown on boards (rate-limited per run)."""
+
+    adw_id: str
+    workflow_type: str
+    level: Literal["INFO", "SUCCESS", "WARNING", "ERROR"]
+    message: str
+
+
 class RunCompleted(DomainEvent, tag="run_completed"):
     """The child exited with status 0."""
 
@@ -181,6 +200,8 @@ DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
     CancelRequested,
     ErrorReported,
     OrphanStopped,
+    StageChanged,
+    RunLogged,
 )
 AnyEvent = (
     ServiceStarted
@@ -195,6 +216,8 @@ AnyEvent = (
     | CancelRequested
     | ErrorReported
     | OrphanStopped
+    | StageChanged
+    | RunLogged
 )
 TERMINAL_EVENTS = (RunCompleted, RunFailed)
 

@@ -224,6 +224,27 @@ class CancelResponseData(_Data):
     message: str
 
 
+class StageTransitionData(_Data):
+    """A card moved between Kanban stages."""
+
+    adw_id: str
+    workflow_name: str
+    from_stage: str
+    to_stage: str
+    message: str
+    timestamp: Timestamp
+
+
+class WorkflowLogData(_Data):
+    """A line of a run's output."""
+
+    adw_id: str
+    workflow_name: str
+    message: str
+    level: Literal["INFO", "SUCCESS", "WARNING", "ERROR"]
+    timestamp: Timestamp
+
+
 class SubscribedData(_Data):
     """How a subscription resumes."""
 
@@ -304,6 +325,20 @@ class CancelResponse(_Message, tag="cancel_response"):
     """Answer to ``cancel_workflow``; the run's own ``status_update`` follows."""
 
     data: CancelResponseData
+    seq: int | None = None
+
+
+class StageTransition(_Message, tag="stage_transition"):
+    """A run moved its card (Kanban boards move the card on this)."""
+
+    data: StageTransitionData
+    seq: int | None = None
+
+
+class WorkflowLog(_Message, tag="workflow_log"):
+    """A line of a run's output (at most ``log_lines_per_s`` per run)."""
+
+    data: WorkflowLogData
     seq: int | None = None
 
 
@@ -404,6 +439,8 @@ ServerMessage = (
     Pong
     | Subscribed
     | CancelResponse
+    | StageTransition
+    | WorkflowLog
     | TriggerResponse
     | StatusUpdate
     | Error

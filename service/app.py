@@ -9,11 +9,12 @@ import threading
 import pykka
 
 from actors.eventlog import EventLogActor
-from actors.messages import Append
+from actors.messages import Append, Listening
 from actors.projector import Committed, ProjectionActor
 from actors.scheduler import SchedulerActor
 from events.domain import SYSTEM_STREAM, ServiceStarted, ServiceStopped
 from events.store import EventStore, NewEvent
+from projections.stages import stage_of
 from projections.views import ViewStore, catch_up
 from service.config import Config
 from service.recovery import recover_in_flight
@@ -100,6 +101,12 @@ class Service:
             recovered=[view.request for view in runs.waiting()],
             history={name: m.durations for name, m in projections.metrics.types.items()},
             known_requests=[view.request for view in runs.runs.values()],
+            card_stages={
+                v.key[0]: stage_of(v.key[1], v.status)
+                for v in sorted(runs.runs.values(), key=lambda v: v.last_seq)
+                if v.status in ("completed", "failed")
+            },
+            log_lines_per_s=cfg.log_lines_per_s,
         )
         self._transport = TransportActor.start(
             host=cfg.host,
@@ -110,8 +117,11 @@ class Service:
             events_path=data / EVENTS_FILE,
             workflow_types=frozenset(catalogue),
             max_outbound_bytes=cfg.max_outbound_bytes,
+            compression=cfg.compression,
         )
         self.port = self._transport.proxy().port.get()
+        # Workflows that report over HTTP or WebSocket learn where from their environment.
+        self._scheduler.tell(Listening(host=cfg.host, port=self.port))
         log.info("adwd listening on ws://%s:%d/ws/trigger (data in %s)", cfg.host, self.port, data)
 
     def stop(self, reason: str = "shutdown") -> None:

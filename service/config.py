@@ -11,7 +11,7 @@ import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -34,6 +34,8 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     project_dir: str = ""  # default: the bundled example workflows
     shutdown_grace_s: Annotated[float, Meta(ge=0)] = 5.0
     max_outbound_bytes: Annotated[int, Meta(ge=4096)] = 4 * 1024 * 1024
+    log_lines_per_s: Annotated[float, Meta(gt=0)] = 20.0
+    compression: Literal["deflate", "off"] = "deflate"
     workflows: dict[str, WorkflowSpec] = {}
 
     def __post_init__(self) -> None:

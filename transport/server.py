@@ -58,6 +58,7 @@ class TransportActor(pykka.ThreadingActor):
         events_path: Path,
         workflow_types: frozenset[str],
         max_outbound_bytes: int,
+        compression: str = "deflate",
     ) -> None:
         super().__init__()
         self._host = host
@@ -66,6 +67,7 @@ class TransportActor(pykka.ThreadingActor):
         self._event_log = event_log
         self._projector = projector
         self._events_path = events_path
+        self._compression = compression
         self._workflow_types = workflow_types
         self._router = Router(max_outbound_bytes)
         self._loop = asyncio.new_event_loop()
@@ -104,6 +106,7 @@ class TransportActor(pykka.ThreadingActor):
             ping_interval=20,
             ping_timeout=20,
             max_size=1024 * 1024,
+            compression=None if self._compression == "off" else "deflate",
         )
 
     def _publish(self, batch: Sequence[StoredEvent]) -> None:

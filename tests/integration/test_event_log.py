@@ -18,7 +18,7 @@ def test_run_events_are_stored_in_order(server: Running) -> None:
     types = [e.type for e in stored]
     assert types[:2] == ["run_queued", "run_started"]
     assert types[-1] == "run_completed"
-    assert set(types[2:-1]) == {"run_progress"}
+    assert set(types[2:-1]) == {"run_progress", "stage_changed", "run_logged"}
     seqs = [e.seq for e in stored]
     assert seqs == sorted(seqs)
     assert all(e.correlation_id for e in stored)  # each links back to the trigger's connection

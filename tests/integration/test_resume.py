@@ -108,8 +108,8 @@ def test_resume_from_the_url_and_only_for_chosen_runs(start_service: Start) -> N
     picky.wait_for(lambda m: m["type"] == "subscribed")
     board.trigger("adw_plan_iso", adw_id="url4")
     board.wait_terminal("url4")
-    board.trigger("adw_plan_iso", adw_id="url2")  # a re-run of the followed card
-    picky.wait_for(lambda m: m["data"].get("status") == "completed" and m["seq"] > 20)
+    rerun = board.trigger("adw_plan_iso", adw_id="url2")["seq"]  # the followed card again
+    picky.wait_for(lambda m: m["data"].get("status") == "completed" and m["seq"] > rerun)
     followed = {json.loads(k[2]).get("adw_id") for k in _stream(picky)}
     assert followed == {"url2"}
 

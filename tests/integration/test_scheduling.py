@@ -196,3 +196,22 @@ def test_trigger_responses_keep_the_order_of_triggers(server: Running) -> None:
     responses = [client.wait_for(lambda m: m["type"] == "trigger_response") for _ in range(20)]
     assert [r["data"]["adw_id"] for r in responses] == [f"ord{i}" for i in range(20)]
     assert [r["data"]["status"] for r in responses] == ["accepted", "rejected"] * 10
+
+
+def test_children_learn_the_server_url(start_service: Start, tmp_path: Path) -> None:
+    out = tmp_path / "env.json"
+    code = (
+        "import json,os,sys; json.dump({{k: os.environ.get(k) for k in "
+        "('WEBSOCKET_URL', 'WEBSOCKET_PORT', 'ADWD_URL')}}, open(sys.argv[1], 'w'))"
+    )
+    spec = WorkflowSpec(argv=("{python}", "-c", code, str(out)))
+    server = start_service(workflows={"adw_env": spec})
+    client = server.client()
+    client.trigger("adw_env", adw_id="env1")
+    client.wait_terminal("env1")
+    port = server.service.port
+    assert json.loads(out.read_text()) == {
+        "WEBSOCKET_URL": f"ws://127.0.0.1:{port}/ws/trigger",
+        "WEBSOCKET_PORT": str(port),
+        "ADWD_URL": f"http://127.0.0.1:{port}",
+    }
