@@ -96,6 +96,13 @@ class Progress(Struct, frozen=True):
     message: str | None
 
 
+class StageReport(Struct, frozen=True):
+    """WorkflowActor: the workflow says its card moves to ``stage``."""
+
+    stage: str
+    message: str
+
+
 class LogLine(Struct, frozen=True):
     """WorkflowActor: a line the child wrote (stdout or stderr), for boards."""
 

@@ -89,6 +89,7 @@ class SchedulerActor(pykka.ThreadingActor):
         self._stages = dict(card_stages or {})  # adw_id -> the stage its card is in
         self._log_lines_per_s = log_lines_per_s
         self._server_env: dict[str, str] = {}
+        self._tokens: dict[RunKey, str] = {}  # run-scoped tokens for the HTTP endpoints
         # Decisions by request_id, so a re-sent command is answered, not re-run.
         self._requests: OrderedDict[str, RunQueued | TriggerDeduplicated | TriggerRejected] = (
             OrderedDict()
@@ -136,6 +137,7 @@ class SchedulerActor(pykka.ThreadingActor):
                 recent.append(message.completed_in_s)
             self._state.finish(key)
             self._workers.pop(key, None)
+            self._tokens.pop(key, None)
             self._start_runs()
         return None
 
@@ -186,6 +188,22 @@ class SchedulerActor(pykka.ThreadingActor):
         if isinstance(decision, RunQueued):
             self._state.enqueue(decision)
             self._start_runs()
+
+    def route_update(self, adw_id: str, message: object, token: str | None, local: bool) -> str:
+        """Hand a workflow's own report (HTTP) to its running WorkflowActor.
+
+        Returns ``ok``, ``not_found`` (no run of that adw_id is running) or
+        ``forbidden`` (neither from loopback nor with the run's token).
+        """
+        for (run_adw_id, workflow_type), worker in self._workers.items():
+            if run_adw_id != adw_id:
+                continue
+            if not local and token != self._tokens.get((adw_id, workflow_type)):
+                return "forbidden"
+            with contextlib.suppress(pykka.ActorDeadError):
+                worker.tell(message)
+            return "ok"
+        return "not_found"
 
     def _remember(
         self, request_id: str, decision: RunQueued | TriggerDeduplicated | TriggerRejected
@@ -280,6 +298,7 @@ class SchedulerActor(pykka.ThreadingActor):
         if spec is None:  # recovered from the log, since removed from the config
             self._fail_unstartable(key, "its workflow type is no longer in the catalogue")
             return False
+        token = self._tokens[key] = secrets.token_urlsafe(16)
         plan = plan_launch(
             spec,
             python=self._python,
@@ -290,7 +309,7 @@ class SchedulerActor(pykka.ThreadingActor):
             issue_number=run.issue_number,
             model_set=run.model_set,
             trigger_reason=run.trigger_reason,
-            base_env={**os.environ, **self._server_env},
+            base_env={**os.environ, **self._server_env, "ADWD_RUN_TOKEN": token},
         )
         self._workers[key] = WorkflowActor.start(
             adw_id=run.adw_id,

@@ -24,7 +24,16 @@ import msgspec
 import pykka
 
 from actors.catalogue import LaunchPlan
-from actors.messages import Append, Exited, Kill, LogLine, Progress, RunEnded, Stop
+from actors.messages import (
+    Append,
+    Exited,
+    Kill,
+    LogLine,
+    Progress,
+    RunEnded,
+    StageReport,
+    Stop,
+)
 from actors.processes import start_ticks, usage_of
 from actors.progress import parse_progress_line
 from actors.ratelimit import TokenBucket
@@ -161,6 +170,9 @@ class WorkflowActor(pykka.ThreadingActor):
             self._on_progress(message)
         elif isinstance(message, LogLine):
             self._on_log(message)
+        elif isinstance(message, StageReport):
+            if not self._ended:
+                self._move(message.stage, message.message or f"moved to {message.stage}")
         elif isinstance(message, Exited):
             self._on_exit(message.returncode, message.usage)
         elif isinstance(message, Stop):

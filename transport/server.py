@@ -12,7 +12,6 @@ import asyncio
 import functools
 import http
 import logging
-import re
 import secrets
 import threading
 import time
@@ -32,11 +31,11 @@ from actors.messages import Inbound
 from actors.router import Router
 from events.errors import AdwdError, CloseCode
 from events.store import StoredEvent
+from transport.http_api import LOCAL_ORIGIN, HttpAwareConnection
 
 log = logging.getLogger(__name__)
 
 WS_PATHS = frozenset({"/ws/trigger", "/ws"})
-LOCAL_ORIGIN = re.compile(r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$")
 CATCH_UP_TIMEOUT_S = 60.0  # a client that cannot take its catch-up in this long is dropped
 
 
@@ -107,6 +106,13 @@ class TransportActor(pykka.ThreadingActor):
             ping_timeout=20,
             max_size=1024 * 1024,
             compression=None if self._compression == "off" else "deflate",
+            create_connection=functools.partial(HttpAwareConnection, route=self._route_update),
+        )
+
+    def _route_update(self, adw_id: str, message: object, token: str | None, local: bool) -> str:
+        """Called in an executor thread by the HTTP endpoints: ask the scheduler."""
+        return str(
+            self._scheduler.proxy().route_update(adw_id, message, token, local).get(timeout=10)
         )
 
     def _publish(self, batch: Sequence[StoredEvent]) -> None:

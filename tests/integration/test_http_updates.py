@@ -1,0 +1,145 @@
+"""Existing ADW scripts report progress by HTTP POST; boards see it as events."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from actors.catalogue import WorkflowSpec
+from tests.integration.conftest import Running
+
+Start = Callable[..., Running]
+
+
+def _post(
+    server: Running, path: str, body: object, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.service.port}{path}",
+        data=data,
+        method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+def _running(start_service: Start, tmp_path: Path) -> tuple[Running, Path]:
+    release = tmp_path / "release"
+    spec = WorkflowSpec(env={"ADW_RELEASE_FILE": str(release)})
+    server = start_service(workflows={"adw_sleep": spec})
+    return server, release
+
+
+def test_a_script_posts_status_logs_and_stages(start_service: Start, tmp_path: Path) -> None:
+    server, release = _running(start_service, tmp_path)
+    board = server.client()
+    board.trigger("adw_sleep", adw_id="post1")
+    board.wait_for(lambda m: m["data"].get("status") == "running")
+
+    status, body = _post(
+        server,
+        "/api/workflow-updates",
+        {
+            "type": "status_update",
+            "data": {
+                "adw_id": "post1",
+                "status": "running",
+                "message": "halfway",
+                "progress_percent": 50,
+                "current_step": "Stage: build",
+            },
+        },
+    )
+    assert (status, body["status"]) == (202, "accepted")
+    update = board.wait_for(
+        lambda m: m["type"] == "status_update" and m["data"]["message"] == "halfway"
+    )
+    assert update["data"]["progress_percent"] == 50
+
+    _post(
+        server,
+        "/api/workflow-updates",
+        {
+            "type": "workflow_log",
+            "data": {"adw_id": "post1", "message": "compiled 3 files", "level": "SUCCESS"},
+        },
+    )
+    line = board.wait_for(lambda m: m["type"] == "workflow_log" and m["data"]["level"] == "SUCCESS")
+    assert line["data"]["message"] == "compiled 3 files"
+
+    status, _ = _post(
+        server,
+        "/api/stage-event",
+        {
+            "adw_id": "post1",
+            "workflow_name": "adw_sleep",
+            "from_stage": "build",
+            "to_stage": "test",
+        },
+    )
+    assert status == 202
+    move = board.wait_for(
+        lambda m: m["type"] == "stage_transition" and m["data"]["to_stage"] == "test"
+    )
+    assert move["data"]["from_stage"] == "build"
+    # The orchestrator's form.
+    _post(
+        server,
+        "/api/stage-event",
+        {
+            "adw_id": "post1",
+            "event_type": "stage_completed",
+            "stage_name": "test",
+            "next_stage": "review",
+        },
+    )
+    board.wait_for(lambda m: m["type"] == "stage_transition" and m["data"]["to_stage"] == "review")
+    release.touch()
+    board.wait_terminal("post1")
+    types = [e.type for e in server.events() if e.stream == "workflow:post1"]
+    assert {"run_progress", "run_logged", "stage_changed"} <= set(types)
+
+
+def test_bad_and_unknown_updates_are_refused(start_service: Start, tmp_path: Path) -> None:
+    server, release = _running(start_service, tmp_path)
+    status, body = _post(
+        server, "/api/workflow-updates", {"type": "status_update", "data": {"adw_id": "ghost"}}
+    )
+    assert (status, body["error"]) == (404, "not_found")
+    status, body = _post(server, "/api/workflow-updates", {"type": "teleport", "data": {}})
+    assert (status, body["error"]) == (400, "validation_error")
+    status, body = _post(server, "/api/workflow-updates", b"{not json")
+    assert status == 400
+    status, body = _post(server, "/api/stage-event", {"adw_id": "x", "to_stage": "moon"})
+    assert status == 400
+    assert "moon" in body["message"]
+    status, body = _post(server, "/api/nowhere", {})
+    assert status == 404
+    release.touch()
+
+
+def test_preflight_and_websocket_still_work_on_the_same_port(server: Running) -> None:
+    with socket.create_connection(("127.0.0.1", server.service.port), timeout=10) as sock:
+        sock.sendall(
+            b"OPTIONS /api/stage-event HTTP/1.1\r\nHost: x\r\nOrigin: http://localhost:5173\r\n\r\n"
+        )
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 204")
+    assert b"Access-Control-Allow-Origin: http://localhost:5173" in reply
+    assert b"Access-Control-Allow-Methods: GET, POST, OPTIONS" in reply
+    client = server.client()
+    client.send({"type": "ping"})
+    assert client.wait_for(lambda m: m["type"] == "pong")

@@ -1,0 +1,546 @@
+"""AdwdClient: an asyncio client of the adwd WebSocket protocol (docs/client.md).
+
+One connection at a time, kept up by one task: it opens the socket (backing off
+with full jitter while the service is away), then runs a reader that hands
+replies to the futures of pending commands and stream messages to iterators,
+a writer that sends pending commands in the order they were issued, and a
+heartbeat that drops the socket when the service stops answering.
+
+Every command carries a fresh ``request_id``. Until it is answered it stays
+pending, and each new connection sends it again with the same ``request_id``,
+so a trigger whose answer was lost is answered again, never run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import urllib.parse
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from events.codec import decode_server, encode
+from events.wire import (
+    CancelResponse,
+    CancelResponseData,
+    CancelWorkflow,
+    CancelWorkflowData,
+    Error,
+    GetQueueStatus,
+    Ping,
+    Pong,
+    QueueStatus,
+    QueueStatusData,
+    ServerMessage,
+    StatusUpdate,
+    Subscribe,
+    Subscribed,
+    TriggerResponse,
+    TriggerResponseData,
+    TriggerWorkflow,
+    TriggerWorkflowData,
+    WorkflowMetrics,
+)
+from transport.client_stream import (
+    ClientClosed,
+    ClientError,
+    ConnectFailed,
+    Feed,
+    Item,
+    Position,
+    RequestTimeout,
+    ServerError,
+    SlowConsumer,
+    TriggerRejected,
+    Verdict,
+    is_stream,
+)
+
+__all__ = [
+    "AdwdClient",
+    "ClientClosed",
+    "ClientError",
+    "ConnectFailed",
+    "RequestTimeout",
+    "ServerError",
+    "SlowConsumer",
+    "TriggerRejected",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "ws://127.0.0.1:8500/ws/trigger"
+MAX_FRAME = 1024 * 1024  # the server closes the connection on larger frames
+MAX_INBOUND = 16 * 1024 * 1024
+REMEMBERED_TRIGGERS = 10_000  # adw_ids whose trigger follow() can start from
+_OPEN_ERRORS = (OSError, TimeoutError, WebSocketException)
+_TERMINAL = ("completed", "failed")
+
+
+@dataclass
+class _Command:
+    """A command until its reply arrives."""
+
+    request_id: str
+    kind: str  # trigger | cancel | ping | queue_status
+    frames: list[bytes]
+    future: asyncio.Future[Any]
+    issued_seq: int  # last_seq when issued: the run's messages all come later
+    generation: int = 0  # the connection it was last sent on (0: never sent)
+    sent_at: float = 0.0
+    replies: list[QueueStatusData] = field(default_factory=list)
+
+
+class AdwdClient:
+    """An asyncio client of adwd. Use as ``async with AdwdClient(url) as client:``."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        heartbeat_s: float = 15.0,
+        pong_timeout_s: float = 10.0,
+        backoff_initial_s: float = 0.1,
+        backoff_max_s: float = 10.0,
+        request_timeout_s: float | None = 60.0,
+        open_timeout_s: float = 10.0,
+        queue_size: int = 10_000,
+        history_size: int = 1_000,
+    ) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.netloc:
+            raise ValueError(f"Not a WebSocket URL: {url!r}. Use ws://HOST:PORT/ws/trigger.")
+        self._url = url
+        self._heartbeat_s = heartbeat_s
+        self._pong_timeout_s = pong_timeout_s
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._request_timeout_s = request_timeout_s
+        self._open_timeout_s = open_timeout_s
+        self._queue_size = queue_size
+        self._pending: dict[str, _Command] = {}  # insertion order: issue order
+        self._heartbeats: dict[str, asyncio.Future[None]] = {}
+        self._feeds: set[Feed] = set()
+        self._position = Position()
+        self._history: deque[Item] = deque(maxlen=history_size)
+        self._triggered: OrderedDict[str, tuple[int, str]] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._up = asyncio.Event()
+        self._down = asyncio.Event()
+        self._down.set()
+        self._ws: ClientConnection | None = None
+        self._generation = 0
+        self._connections = 0
+        self._last_rx = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """The highest ``seq`` of a stream message received (0: none yet)."""
+        return self._position.last_seq
+
+    @property
+    def epoch(self) -> str | None:
+        """The event log's epoch, from the last ``subscribed`` (None: none yet)."""
+        return self._position.epoch
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is open."""
+        return self._ws is not None
+
+    @property
+    def connections(self) -> int:
+        """How many connections have been opened so far (1 + reconnects)."""
+        return self._connections
+
+    async def wait_connected(self, connected: bool = True) -> None:
+        """Wait until a connection is open (or, with ``False``, until none is)."""
+        await (self._up if connected else self._down).wait()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def __aenter__(self) -> AdwdClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Open the first connection, once; raise :class:`ConnectFailed` if that
+        fails. From then on the client reconnects by itself until :meth:`close`."""
+        if self._closed:
+            raise ClientClosed("the client is closed; create a new one")
+        if self._task is not None:
+            return
+        try:
+            ws = await self._open()
+        except _OPEN_ERRORS as exc:
+            raise ConnectFailed(f"Cannot connect to {self._url}: {exc}") from exc
+        self._task = asyncio.get_running_loop().create_task(self._run(ws), name="adwd-client")
+
+    async def close(self) -> None:
+        """Close the connection; pending commands fail with :class:`ClientClosed`,
+        ``messages()`` ends and ``follow()`` raises :class:`ClientClosed`."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for command in self._pending.values():
+            if not command.future.done():
+                command.future.set_exception(ClientClosed("the client was closed"))
+        self._pending.clear()
+        for feed in self._feeds:
+            feed.finish(getattr(feed, "on_close", None))
+        self._feeds.clear()
+
+    # -- commands ----------------------------------------------------------
+
+    async def trigger(
+        self,
+        workflow_type: str,
+        *,
+        issue_number: str | int | None = None,
+        adw_id: str | None = None,
+        model_set: str = "base",
+        trigger_reason: str | None = None,
+        **extra: Any,
+    ) -> TriggerResponseData:
+        """Start or queue a run; the accepted ``trigger_response``. Raises
+        :class:`TriggerRejected` (``.data``) if the service rejects it. ``extra``:
+        the other fields of ``TriggerWorkflowData`` (issue_type, issue_json, stages, config)."""
+        data = TriggerWorkflowData(
+            workflow_type=workflow_type,
+            adw_id=adw_id,
+            issue_number=issue_number,
+            model_set=model_set,  # type: ignore[arg-type]
+            trigger_reason=trigger_reason,
+            **extra,
+        )
+        result: TriggerResponseData = await self._request(
+            "trigger", lambda rid: [TriggerWorkflow(data, request_id=rid)]
+        )
+        return result
+
+    async def cancel(self, adw_id: str, reason: str = "") -> CancelResponseData:
+        """Cancel the queued and running runs of ``adw_id``; the ``cancel_response``
+        (``status`` ``cancelling`` or ``not_found``)."""
+        data = CancelWorkflowData(adw_id=adw_id, reason=reason)
+        result: CancelResponseData = await self._request(
+            "cancel", lambda rid: [CancelWorkflow(data, request_id=rid)]
+        )
+        return result
+
+    async def ping(self) -> float:
+        """Round trip to the service (not just the socket), in seconds."""
+        result: float = await self._request("ping", lambda rid: [Ping(request_id=rid)])
+        return result
+
+    async def queue_status(self) -> list[QueueStatusData]:
+        """This connection's waiting runs in queue order, or one entry with
+        ``position`` 0 (the wait of a run triggered now) if it has none."""
+        # The replies are not counted; a ping right behind marks their end.
+        result: list[QueueStatusData] = await self._request(
+            "queue_status", lambda rid: [GetQueueStatus(request_id=rid), Ping(request_id=rid)]
+        )
+        return result
+
+    async def _request(self, kind: str, build: Any) -> Any:
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        if self._task is None:
+            raise ClientError("not connected: call connect() (or use 'async with') first")
+        rid = uuid.uuid4().hex
+        frames = [encode(message) for message in build(rid)]
+        if any(len(frame) > MAX_FRAME for frame in frames):
+            raise ClientError(f"{kind} is over the service's 1 MiB frame limit; trim issue_json")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = _Command(rid, kind, frames, future, self._position.last_seq)
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(future, self._request_timeout_s)
+        except TimeoutError as exc:
+            raise RequestTimeout(
+                f"no reply to {kind} within {self._request_timeout_s} s "
+                f"(request_id {rid}); it may still have been executed"
+            ) from exc
+        finally:
+            self._pending.pop(rid, None)
+
+    # -- iterators ---------------------------------------------------------
+
+    def messages(self) -> AsyncIterator[ServerMessage]:
+        """Every server message from now on, in arrival order; ends at close()."""
+        feed = self._feed(lambda message: True)
+        return self._iterate(feed)
+
+    def follow(
+        self, adw_id: str, *, workflow_type: str | None = None, since: int | None = None
+    ) -> AsyncIterator[ServerMessage]:
+        """The stream messages of ``adw_id``'s runs (``status_update``,
+        ``workflow_metrics``...), ending after a run's final ``status_update`` and
+        its final ``workflow_metrics``.
+
+        By default they start after this client's last trigger of ``adw_id``, and
+        only that trigger's workflow is followed; without such a trigger, from now
+        on. ``since``: start after that seq, from the messages still in the
+        history. Raises :class:`ClientClosed` if the client closes first.
+        """
+        triggered = self._triggered.get(adw_id)
+        if since is None and triggered is not None:
+            since = triggered[0]
+            workflow_type = workflow_type or triggered[1]
+
+        def match(message: ServerMessage) -> bool:
+            data = getattr(message, "data", None)
+            return (
+                is_stream(message)
+                and getattr(data, "adw_id", None) == adw_id
+                and (workflow_type is None or getattr(data, "workflow_name", "") == workflow_type)
+            )
+
+        feed = self._feed(match, on_close=ClientClosed("the client was closed"))
+        if since is not None:
+            for message, state in self._history:
+                if match(message) and getattr(message, "seq", 0) > since:
+                    feed.put((message, state))
+        return self._follow(feed)
+
+    def _feed(self, match: Any, on_close: BaseException | None = None) -> Feed:
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        feed = Feed(match, self._queue_size)
+        feed.on_close = on_close  # type: ignore[attr-defined]
+        self._feeds.add(feed)
+        return feed
+
+    async def _iterate(self, feed: Feed) -> AsyncIterator[ServerMessage]:
+        try:
+            while (item := await feed.get()) is not None:
+                yield item[0]
+        finally:
+            self._feeds.discard(feed)
+
+    async def _follow(self, feed: Feed) -> AsyncIterator[ServerMessage]:
+        ending: tuple[int | None, str] | None = None  # the terminal update's seq and workflow
+        try:
+            while (item := await feed.get()) is not None:
+                message, state = item
+                yield message
+                if isinstance(message, StatusUpdate) and message.data.status in _TERMINAL:
+                    if state:  # from a snapshot: its workflow_metrics never come
+                        return
+                    ending = (message.seq, message.data.workflow_name)
+                elif (
+                    ending is not None
+                    and isinstance(message, WorkflowMetrics)
+                    and message.data.phase == "final"
+                    and (message.seq, message.data.workflow_name) == ending
+                ):
+                    return
+        finally:
+            self._feeds.discard(feed)
+
+    # -- the connection ----------------------------------------------------
+
+    def _resume_url(self) -> str:
+        since, epoch = self._position.resume_seq, self._position.epoch
+        if since is None:
+            return self._url
+        parts = urllib.parse.urlsplit(self._url)
+        query = [
+            (k, v)
+            for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+            if k not in ("since", "epoch")
+        ]
+        query.append(("since", str(since)))
+        if epoch is not None:
+            query.append(("epoch", epoch))
+        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+    async def _open(self) -> ClientConnection:
+        return await connect(
+            self._resume_url(),
+            open_timeout=self._open_timeout_s,
+            close_timeout=self._pong_timeout_s,
+            max_size=MAX_INBOUND,
+        )
+
+    async def _run(self, ws: ClientConnection | None) -> None:
+        """Serve connections until close(), reconnecting with backoff."""
+        attempt = 0
+        while not self._closed:
+            if ws is not None:
+                attempt = 0
+                await self._serve(ws)
+                ws = None
+                continue
+            ceiling = min(self._backoff_max_s, self._backoff_initial_s * 2 ** min(attempt, 30))
+            attempt += 1
+            await asyncio.sleep(random.uniform(0, ceiling))
+            try:
+                ws = await self._open()
+            except _OPEN_ERRORS as exc:
+                log.debug("reconnect to %s failed: %s", self._url, exc)
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        """One connection: read, write and heartbeat until one of them ends."""
+        self._generation += 1
+        self._connections += 1
+        self._ws = ws
+        self._position.opened()
+        self._last_rx = asyncio.get_running_loop().time()
+        self._down.clear()
+        self._up.set()
+        tasks = [
+            asyncio.create_task(self._read(ws)),
+            asyncio.create_task(self._write(ws, self._generation)),
+            asyncio.create_task(self._heartbeat(ws)),
+        ]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._ws = None
+            self._up.clear()
+            self._down.set()
+            for task in tasks:
+                task.cancel()
+            for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(outcome, Exception) and not isinstance(outcome, ConnectionClosed):
+                    log.error("adwd client connection task failed", exc_info=outcome)
+            if ws.transport is not None:
+                ws.transport.abort()  # a dead peer would not answer a closing handshake
+
+    async def _read(self, ws: ClientConnection) -> None:
+        async for frame in ws:
+            self._last_rx = asyncio.get_running_loop().time()
+            self._on_frame(frame)
+
+    async def _write(self, ws: ClientConnection, generation: int) -> None:
+        """Send every pending command not yet sent on this connection, in issue order."""
+        if self._position.resume_seq is None:
+            # A plain connect: subscribe to learn the epoch and where its state stands.
+            await ws.send(encode(Subscribe(request_id=uuid.uuid4().hex)), text=True)
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            for command in list(self._pending.values()):
+                if command.generation == generation or command.future.done():
+                    continue
+                command.generation, command.sent_at = generation, loop.time()
+                command.replies.clear()
+                for frame in command.frames:
+                    await ws.send(frame, text=True)
+            await self._wake.wait()
+
+    async def _heartbeat(self, ws: ClientConnection) -> None:
+        """Return when a ping got no pong, and nothing else arrived, within the timeout."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            rid = f"hb-{uuid.uuid4().hex}"
+            pong: asyncio.Future[None] = loop.create_future()
+            self._heartbeats[rid] = pong
+            sent = loop.time()
+            try:
+                try:
+                    await asyncio.wait_for(
+                        ws.send(encode(Ping(request_id=rid)), text=True), self._pong_timeout_s
+                    )
+                except TimeoutError:
+                    return
+                while not pong.done():
+                    # Any frame proves the service alive (a long catch-up delays pongs).
+                    remaining = max(sent, self._last_rx) + self._pong_timeout_s - loop.time()
+                    if remaining <= 0:
+                        log.info("no pong within %s s: reconnecting", self._pong_timeout_s)
+                        return
+                    await asyncio.wait([pong], timeout=remaining)
+            finally:
+                self._heartbeats.pop(rid, None)
+
+    # -- inbound -----------------------------------------------------------
+
+    def _on_frame(self, frame: str | bytes) -> None:
+        try:
+            message = decode_server(frame)
+        except msgspec.DecodeError as exc:  # a message type newer than this client
+            log.debug("ignoring a server message: %s", exc)
+            return
+        if isinstance(message, Pong) and message.request_id in self._heartbeats:
+            pong = self._heartbeats[message.request_id]
+            if not pong.done():
+                pong.set_result(None)
+            return
+        state = False
+        if isinstance(message, Subscribed):
+            self._position.subscribed(message.data)
+        elif is_stream(message):
+            verdict = self._position.accept(message)
+            if verdict is Verdict.DROP:
+                return
+            state = verdict is Verdict.STATE
+            self._history.append((message, state))
+        elif message.request_id is not None:
+            self._settle(message)
+        for feed in list(self._feeds):
+            if feed.match(message) and not feed.put((message, state)):
+                self._feeds.discard(feed)
+
+    def _settle(self, message: ServerMessage) -> None:
+        """Hand a reply to the command it answers."""
+        command = self._pending.get(message.request_id or "")
+        if command is None or command.future.done():
+            return  # a late reply to a command that timed out or was cancelled
+        kind, future = command.kind, command.future
+        if isinstance(message, Error):
+            # A malformed trigger also gets its trigger_response; an unknown
+            # adw_id to cancel also gets its cancel_response: wait for those.
+            code = message.data.code
+            if (kind, code) not in (("trigger", "validation_error"), ("cancel", "not_found")):
+                future.set_exception(ServerError(message.data))
+        elif kind == "trigger" and isinstance(message, TriggerResponse):
+            data = message.data
+            if data.status != "accepted":
+                future.set_exception(TriggerRejected(data))
+                return
+            # follow() starts after this: the run's own messages all come later.
+            new_run = data.message == "queued" and message.seq is not None
+            since = max(command.issued_seq, message.seq or 0) if new_run else command.issued_seq
+            self._triggered[data.adw_id] = (since, data.workflow_name)
+            self._triggered.move_to_end(data.adw_id)
+            while len(self._triggered) > REMEMBERED_TRIGGERS:
+                self._triggered.popitem(last=False)
+            future.set_result(data)
+        elif kind == "cancel" and isinstance(message, CancelResponse):
+            future.set_result(message.data)
+        elif kind == "ping" and isinstance(message, Pong):
+            future.set_result(asyncio.get_running_loop().time() - command.sent_at)
+        elif kind == "queue_status" and isinstance(message, QueueStatus):
+            command.replies.append(message.data)
+        elif kind == "queue_status" and isinstance(message, Pong):
+            future.set_result(list(command.replies))
