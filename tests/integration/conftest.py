@@ -97,7 +97,7 @@ def test_config(data_dir: Path, **overrides: Any) -> Config:
     workflows.update(overrides.pop("workflows", {}))
     return Config(
         host="127.0.0.1",
-        port=0,
+        port=overrides.pop("port", 0),
         data_dir=str(data_dir),
         shutdown_grace_s=overrides.pop("shutdown_grace_s", 2.0),
         workflows=workflows,
