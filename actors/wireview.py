@@ -145,6 +145,7 @@ def wire_messages(stored: StoredEvent) -> list[Delivery]:
             suggested_actions=e.suggested_actions,
             recovery_options=e.recovery_options,
             timestamp=_iso(stored.ts),
+            adw_id=e.adw_id or None,
         )
         return [(None, e.adw_id or None, encode(ErrorReport(report, seq=seq)))]
     return []
@@ -168,7 +169,8 @@ def _response(e: RunQueued | TriggerDeduplicated | TriggerRejected) -> TriggerRe
         logs_path=e.logs_path,
         message="queued"
         if isinstance(e, RunQueued)
-        else "already queued or running; no new run started",
+        else "already accepted (queued, running, or the same request answered before); "
+        "no new run started",
     )
 
 

@@ -265,6 +265,7 @@ class ErrorReportData(_Data):
     suggested_actions: list[str]
     recovery_options: list[str]
     timestamp: Timestamp
+    adw_id: str | None = None
 
 
 class RecoveryInstructionsData(_Data):

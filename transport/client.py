@@ -19,9 +19,8 @@ import logging
 import random
 import urllib.parse
 import uuid
-from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
 
@@ -31,26 +30,21 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from events.codec import decode_server, encode
 from events.wire import (
-    CancelResponse,
     CancelResponseData,
     CancelWorkflow,
     CancelWorkflowData,
-    Error,
     GetQueueStatus,
     Ping,
     Pong,
-    QueueStatus,
     QueueStatusData,
     ServerMessage,
-    StatusUpdate,
     Subscribe,
     Subscribed,
-    TriggerResponse,
     TriggerResponseData,
     TriggerWorkflow,
     TriggerWorkflowData,
-    WorkflowMetrics,
 )
+from transport.client_queue import Command, CommandQueue
 from transport.client_stream import (
     ClientClosed,
     ClientError,
@@ -61,9 +55,12 @@ from transport.client_stream import (
     RequestTimeout,
     ServerError,
     SlowConsumer,
+    Stream,
     TriggerRejected,
     Verdict,
     is_stream,
+    resume_url,
+    run_matcher,
 )
 
 __all__ = [
@@ -82,23 +79,7 @@ log = logging.getLogger(__name__)
 DEFAULT_URL = "ws://127.0.0.1:8500/ws/trigger"
 MAX_FRAME = 1024 * 1024  # the server closes the connection on larger frames
 MAX_INBOUND = 16 * 1024 * 1024
-REMEMBERED_TRIGGERS = 10_000  # adw_ids whose trigger follow() can start from
 _OPEN_ERRORS = (OSError, TimeoutError, WebSocketException)
-_TERMINAL = ("completed", "failed")
-
-
-@dataclass
-class _Command:
-    """A command until its reply arrives."""
-
-    request_id: str
-    kind: str  # trigger | cancel | ping | queue_status
-    frames: list[bytes]
-    future: asyncio.Future[Any]
-    issued_seq: int  # last_seq when issued: the run's messages all come later
-    generation: int = 0  # the connection it was last sent on (0: never sent)
-    sent_at: float = 0.0
-    replies: list[QueueStatusData] = field(default_factory=list)
 
 
 class AdwdClient:
@@ -128,12 +109,11 @@ class AdwdClient:
         self._request_timeout_s = request_timeout_s
         self._open_timeout_s = open_timeout_s
         self._queue_size = queue_size
-        self._pending: dict[str, _Command] = {}  # insertion order: issue order
+        self._pending = CommandQueue()
         self._heartbeats: dict[str, asyncio.Future[None]] = {}
         self._feeds: set[Feed] = set()
         self._position = Position()
         self._history: deque[Item] = deque(maxlen=history_size)
-        self._triggered: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._wake = asyncio.Event()
         self._up = asyncio.Event()
         self._down = asyncio.Event()
@@ -210,12 +190,9 @@ class AdwdClient:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for command in self._pending.values():
-            if not command.future.done():
-                command.future.set_exception(ClientClosed("the client was closed"))
-        self._pending.clear()
+        self._pending.fail_all(ClientClosed("the client was closed"))
         for feed in self._feeds:
-            feed.finish(getattr(feed, "on_close", None))
+            feed.finish(feed.on_close)
         self._feeds.clear()
 
     # -- commands ----------------------------------------------------------
@@ -269,7 +246,7 @@ class AdwdClient:
         )
         return result
 
-    async def _request(self, kind: str, build: Any) -> Any:
+    async def _request(self, kind: str, build: Callable[[str], list[Any]]) -> Any:
         if self._closed:
             raise ClientClosed("the client is closed")
         if self._task is None:
@@ -279,7 +256,7 @@ class AdwdClient:
         if any(len(frame) > MAX_FRAME for frame in frames):
             raise ClientError(f"{kind} is over the service's 1 MiB frame limit; trim issue_json")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = _Command(rid, kind, frames, future, self._position.last_seq)
+        self._pending.add(Command(rid, kind, frames, future, self._position.last_seq))
         self._wake.set()
         try:
             return await asyncio.wait_for(future, self._request_timeout_s)
@@ -289,14 +266,13 @@ class AdwdClient:
                 f"(request_id {rid}); it may still have been executed"
             ) from exc
         finally:
-            self._pending.pop(rid, None)
+            self._pending.discard(rid)
 
     # -- iterators ---------------------------------------------------------
 
     def messages(self) -> AsyncIterator[ServerMessage]:
         """Every server message from now on, in arrival order; ends at close()."""
-        feed = self._feed(lambda message: True)
-        return self._iterate(feed)
+        return Stream(self._feed(lambda message: True), self._feeds.discard, run=False)
 
     def follow(
         self, adw_id: str, *, workflow_type: str | None = None, since: int | None = None
@@ -310,81 +286,33 @@ class AdwdClient:
         on. ``since``: start after that seq, from the messages still in the
         history. Raises :class:`ClientClosed` if the client closes first.
         """
-        triggered = self._triggered.get(adw_id)
+        triggered = self._pending.triggered(adw_id)
         if since is None and triggered is not None:
             since = triggered[0]
             workflow_type = workflow_type or triggered[1]
 
-        def match(message: ServerMessage) -> bool:
-            data = getattr(message, "data", None)
-            return (
-                is_stream(message)
-                and getattr(data, "adw_id", None) == adw_id
-                and (workflow_type is None or getattr(data, "workflow_name", "") == workflow_type)
-            )
-
+        match = run_matcher(adw_id, workflow_type)
         feed = self._feed(match, on_close=ClientClosed("the client was closed"))
         if since is not None:
             for message, state in self._history:
                 if match(message) and getattr(message, "seq", 0) > since:
                     feed.put((message, state))
-        return self._follow(feed)
+        return Stream(feed, self._feeds.discard, run=True)
 
-    def _feed(self, match: Any, on_close: BaseException | None = None) -> Feed:
+    def _feed(
+        self, match: Callable[[ServerMessage], bool], on_close: BaseException | None = None
+    ) -> Feed:
         if self._closed:
             raise ClientClosed("the client is closed")
-        feed = Feed(match, self._queue_size)
-        feed.on_close = on_close  # type: ignore[attr-defined]
+        feed = Feed(match, self._queue_size, on_close)
         self._feeds.add(feed)
         return feed
 
-    async def _iterate(self, feed: Feed) -> AsyncIterator[ServerMessage]:
-        try:
-            while (item := await feed.get()) is not None:
-                yield item[0]
-        finally:
-            self._feeds.discard(feed)
-
-    async def _follow(self, feed: Feed) -> AsyncIterator[ServerMessage]:
-        ending: tuple[int | None, str] | None = None  # the terminal update's seq and workflow
-        try:
-            while (item := await feed.get()) is not None:
-                message, state = item
-                yield message
-                if isinstance(message, StatusUpdate) and message.data.status in _TERMINAL:
-                    if state:  # from a snapshot: its workflow_metrics never come
-                        return
-                    ending = (message.seq, message.data.workflow_name)
-                elif (
-                    ending is not None
-                    and isinstance(message, WorkflowMetrics)
-                    and message.data.phase == "final"
-                    and (message.seq, message.data.workflow_name) == ending
-                ):
-                    return
-        finally:
-            self._feeds.discard(feed)
-
     # -- the connection ----------------------------------------------------
-
-    def _resume_url(self) -> str:
-        since, epoch = self._position.resume_seq, self._position.epoch
-        if since is None:
-            return self._url
-        parts = urllib.parse.urlsplit(self._url)
-        query = [
-            (k, v)
-            for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-            if k not in ("since", "epoch")
-        ]
-        query.append(("since", str(since)))
-        if epoch is not None:
-            query.append(("epoch", epoch))
-        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
     async def _open(self) -> ClientConnection:
         return await connect(
-            self._resume_url(),
+            resume_url(self._url, self._position.resume_seq, self._position.epoch),
             open_timeout=self._open_timeout_s,
             close_timeout=self._pong_timeout_s,
             max_size=MAX_INBOUND,
@@ -448,9 +376,9 @@ class AdwdClient:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            for command in list(self._pending.values()):
-                if command.generation == generation or command.future.done():
-                    continue
+            for command in self._pending.unsent(generation):
+                if not self._pending.is_pending(command):
+                    continue  # answered or abandoned while earlier ones were sent
                 command.generation, command.sent_at = generation, loop.time()
                 command.replies.clear()
                 for frame in command.frames:
@@ -491,11 +419,11 @@ class AdwdClient:
         except msgspec.DecodeError as exc:  # a message type newer than this client
             log.debug("ignoring a server message: %s", exc)
             return
-        if isinstance(message, Pong) and message.request_id in self._heartbeats:
-            pong = self._heartbeats[message.request_id]
-            if not pong.done():
+        if isinstance(message, Pong) and (message.request_id or "").startswith("hb-"):
+            pong = self._heartbeats.get(message.request_id or "")
+            if pong is not None and not pong.done():
                 pong.set_result(None)
-            return
+            return  # the heartbeat's own: not shown to messages()
         state = False
         if isinstance(message, Subscribed):
             self._position.subscribed(message.data)
@@ -506,41 +434,7 @@ class AdwdClient:
             state = verdict is Verdict.STATE
             self._history.append((message, state))
         elif message.request_id is not None:
-            self._settle(message)
+            self._pending.settle(message, asyncio.get_running_loop().time())
         for feed in list(self._feeds):
             if feed.match(message) and not feed.put((message, state)):
                 self._feeds.discard(feed)
-
-    def _settle(self, message: ServerMessage) -> None:
-        """Hand a reply to the command it answers."""
-        command = self._pending.get(message.request_id or "")
-        if command is None or command.future.done():
-            return  # a late reply to a command that timed out or was cancelled
-        kind, future = command.kind, command.future
-        if isinstance(message, Error):
-            # A malformed trigger also gets its trigger_response; an unknown
-            # adw_id to cancel also gets its cancel_response: wait for those.
-            code = message.data.code
-            if (kind, code) not in (("trigger", "validation_error"), ("cancel", "not_found")):
-                future.set_exception(ServerError(message.data))
-        elif kind == "trigger" and isinstance(message, TriggerResponse):
-            data = message.data
-            if data.status != "accepted":
-                future.set_exception(TriggerRejected(data))
-                return
-            # follow() starts after this: the run's own messages all come later.
-            new_run = data.message == "queued" and message.seq is not None
-            since = max(command.issued_seq, message.seq or 0) if new_run else command.issued_seq
-            self._triggered[data.adw_id] = (since, data.workflow_name)
-            self._triggered.move_to_end(data.adw_id)
-            while len(self._triggered) > REMEMBERED_TRIGGERS:
-                self._triggered.popitem(last=False)
-            future.set_result(data)
-        elif kind == "cancel" and isinstance(message, CancelResponse):
-            future.set_result(message.data)
-        elif kind == "ping" and isinstance(message, Pong):
-            future.set_result(asyncio.get_running_loop().time() - command.sent_at)
-        elif kind == "queue_status" and isinstance(message, QueueStatus):
-            command.replies.append(message.data)
-        elif kind == "queue_status" and isinstance(message, Pong):
-            future.set_result(list(command.replies))

@@ -10,24 +10,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import urllib.parse
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+from events.errors import AdwdError
 from events.wire import (
     CancelResponse,
     ErrorData,
     ServerMessage,
+    StatusUpdate,
     SubscribedData,
     TriggerResponse,
     TriggerResponseData,
+    WorkflowMetrics,
 )
 
 # --------------------------------------------------------------------------
 # Errors
 
 
-class ClientError(Exception):
-    """Base of every error the client raises."""
+class ClientError(AdwdError):
+    """Base of every error the client raises (part of adwd's one exception tree)."""
 
 
 class ConnectFailed(ClientError, ConnectionError):
@@ -160,10 +165,27 @@ class Position:
         return Verdict.DROP
 
 
+def resume_url(url: str, since: int | None, epoch: str | None) -> str:
+    """``url`` with ``?since=&epoch=`` set (unchanged while there is nothing to resume)."""
+    if since is None:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    query = [
+        (k, v)
+        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        if k not in ("since", "epoch")
+    ]
+    query.append(("since", str(since)))
+    if epoch is not None:
+        query.append(("epoch", epoch))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
 # --------------------------------------------------------------------------
-# Iterator queues
+# Iterators
 
 Item = tuple[ServerMessage, bool]  # (message, part of a current-state snapshot)
+_TERMINAL = ("completed", "failed")
 _END: Any = object()
 
 
@@ -175,9 +197,15 @@ class Feed:
     the queue holds.
     """
 
-    def __init__(self, match: Callable[[ServerMessage], bool], size: int) -> None:
+    def __init__(
+        self,
+        match: Callable[[ServerMessage], bool],
+        size: int,
+        on_close: BaseException | None = None,
+    ) -> None:
         self.match = match
         self.size = size
+        self.on_close = on_close  # what the consumer gets if the client closes first
         self._queue: asyncio.Queue[Any] = asyncio.Queue(size)
         self._done = False
         self._error: BaseException | None = None
@@ -222,3 +250,76 @@ class Feed:
     def _end(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+def run_matcher(adw_id: str, workflow_type: str | None) -> Callable[[ServerMessage], bool]:
+    """Stream messages of ``adw_id`` (and of ``workflow_type``, if given)."""
+
+    def match(message: ServerMessage) -> bool:
+        data = getattr(message, "data", None)
+        return (
+            is_stream(message)
+            and getattr(data, "adw_id", None) == adw_id
+            and (workflow_type is None or getattr(data, "workflow_name", "") == workflow_type)
+        )
+
+    return match
+
+
+class Stream:
+    """The async iterator over one feed that ``messages()`` and ``follow()`` return.
+
+    Cancelling a pending ``__anext__`` (``asyncio.wait_for`` timing out) loses no
+    message and leaves the iterator usable. An iterator that is dropped, closed
+    or finished stops receiving. With ``run=True`` it ends after a run's final
+    ``status_update`` and the final ``workflow_metrics`` of the same seq (or
+    right after the update, if it came in a snapshot).
+    """
+
+    def __init__(self, feed: Feed, release: Callable[[Feed], None], *, run: bool) -> None:
+        self._feed = feed
+        self._run = run
+        self._ending: tuple[int | None, str] | None = None  # the final update's seq, workflow
+        self._over = False
+        self._release = weakref.finalize(self, release, feed)
+        self._release.atexit = False
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> ServerMessage:
+        if self._over:
+            raise StopAsyncIteration
+        try:
+            item = await self._feed.get()
+        except ClientError:
+            self._stop()
+            raise
+        if item is None:
+            self._stop()
+            raise StopAsyncIteration
+        message, state = item
+        if self._run and self._is_last(message, state):
+            self._stop()
+        return message
+
+    async def aclose(self) -> None:
+        """Stop receiving."""
+        self._stop()
+
+    def _stop(self) -> None:
+        self._over = True
+        self._release()
+
+    def _is_last(self, message: ServerMessage, state: bool) -> bool:
+        if isinstance(message, StatusUpdate) and message.data.status in _TERMINAL:
+            if state:  # from a snapshot: its workflow_metrics never come
+                return True
+            self._ending = (message.seq, message.data.workflow_name)
+            return False
+        return (
+            self._ending is not None
+            and isinstance(message, WorkflowMetrics)
+            and message.data.phase == "final"
+            and (message.seq, message.data.workflow_name) == self._ending
+        )
