@@ -341,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     schema = sub.add_parser("schema", help="print the JSON Schema of the protocol")
     schema.set_defaults(func=_schema)
+    from service.client_cli import add_commands
+
+    add_commands(sub)
     _add_debug_commands(sub)
     return parser
 
