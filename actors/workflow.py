@@ -85,6 +85,7 @@ class WorkflowActor(pykka.ThreadingActor):
         self._expected_s = expected_s
         self._stage = card_stage  # where this run's card is now
         self._own_stage = stage_of(workflow_type, "running")
+        self._manages_stages = False  # set when the workflow reports a stage of its own
         self._log_bucket = TokenBucket(rate=log_lines_per_s, burst=max(1.0, 5 * log_lines_per_s))
         self._suppressed = 0
         self._principal = principal
@@ -172,7 +173,7 @@ class WorkflowActor(pykka.ThreadingActor):
             self._on_log(message)
         elif isinstance(message, StageReport):
             if not self._ended:
-                self._move(message.stage, message.message or f"moved to {message.stage}")
+                self._reported(message.stage, message.message or f"moved to {message.stage}")
         elif isinstance(message, Exited):
             self._on_exit(message.returncode, message.usage)
         elif isinstance(message, Stop):
@@ -213,7 +214,7 @@ class WorkflowActor(pykka.ThreadingActor):
             return
         step = message.current_step or ""
         if step.startswith("Stage: ") and step[7:].strip() in STAGES:
-            self._move(step[7:].strip(), message.message or step)
+            self._reported(step[7:].strip(), message.message or step)
         if message.progress_percent is not None:
             self._progress = message.progress_percent
         self._append(
@@ -242,6 +243,13 @@ class WorkflowActor(pykka.ThreadingActor):
         text = f"{self._suppressed} lines not shown (rate limit); all are in {self._plan.logs_path}"
         self._suppressed = 0
         self._append(RunLogged(**self._ids(), level="WARNING", message=text))
+
+    def _reported(self, stage: str, message: str) -> None:
+        """The workflow moved its card itself; one that manages its own stages is
+        not moved onwards when it completes."""
+        if stage != self._own_stage:
+            self._manages_stages = True
+        self._move(stage, message)
 
     def _move(self, stage: str, message: str) -> None:
         """Move this run's card, recording the transition."""
@@ -317,7 +325,7 @@ class WorkflowActor(pykka.ThreadingActor):
         if self._suppressed:
             self._note_suppressed()
         # The card moves first, so the terminal status and metrics stay the run's last words.
-        if isinstance(event, RunCompleted):
+        if isinstance(event, RunCompleted) and not self._manages_stages:
             self._move(next_stage(self._stage), f"{self._workflow_type} completed")
         elif isinstance(event, RunFailed):
             self._move("errored", event.reason)

@@ -143,3 +143,53 @@ def test_preflight_and_websocket_still_work_on_the_same_port(server: Running) ->
     client = server.client()
     client.send({"type": "ping"})
     assert client.wait_for(lambda m: m["type"] == "pong")
+
+
+POSTING_WORKFLOW = """
+import json, os, urllib.request
+base = "http://127.0.0.1:" + os.environ["WEBSOCKET_PORT"]
+adw_id = os.environ["ADW_ID"]
+
+def post(path, body):
+    request = urllib.request.Request(base + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        assert reply.status == 202, reply.status
+
+post("/api/stage-event", {"adw_id": adw_id, "workflow_name": "adw_scripted",
+                          "from_stage": "backlog", "to_stage": "plan", "message": "planning"})
+post("/api/workflow-updates", {"type": "status_update", "data": {
+    "adw_id": adw_id, "status": "running", "message": "plan written",
+    "progress_percent": 60, "current_step": "Writing plan"}})
+post("/api/workflow-updates", {"type": "workflow_log", "data": {
+    "adw_id": adw_id, "workflow_name": "adw_scripted", "message": "plan.md ready",
+    "level": "SUCCESS"}})
+post("/api/stage-event", {"adw_id": adw_id, "event_type": "stage_completed",
+                          "stage_name": "plan", "previous_stage": "backlog",
+                          "next_stage": "build"})
+"""
+
+
+def test_a_workflow_that_reports_by_http_as_adw_scripts_do(
+    start_service: Start, tmp_path: Path
+) -> None:
+    script = tmp_path / "adw_scripted.py"
+    script.write_text(POSTING_WORKFLOW)
+    server = start_service(workflows={"adw_scripted": WorkflowSpec(argv=("{python}", str(script)))})
+    board = server.client()
+    board.trigger("adw_scripted", adw_id="scripted1")
+    final = board.wait_terminal("scripted1")
+    assert final["data"]["status"] == "completed", final["data"]["message"]
+    kinds = [
+        (m["type"], m["data"].get("to_stage") or m["data"].get("message"))
+        for m in board.seen
+        if m["type"] in ("stage_transition", "workflow_log", "status_update")
+        and m["data"].get("adw_id") == "scripted1"
+    ]
+    assert ("stage_transition", "plan") in kinds
+    assert ("status_update", "plan written") in kinds
+    assert ("workflow_log", "plan.md ready") in kinds
+    assert ("stage_transition", "build") in kinds
+    # It managed its own stages: completing does not move the card further.
+    moves = [k for k in kinds if k[0] == "stage_transition"]
+    assert moves[-1] == ("stage_transition", "build")
