@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from msgspec import Struct
 
 from events.domain import ResourceUsage, TriggerRejected
 from events.store import NewEvent
-from events.wire import CancelWorkflowData, TriggerWorkflowData
+from events.wire import CancelWorkflowData, SubscribeData, TriggerWorkflowData
 
 Send = Callable[[bytes], None]
 
@@ -24,25 +24,43 @@ class Flush(Struct, frozen=True):
     """EventLogActor (to itself): commit what is pending and publish it."""
 
 
-class Inbound(Struct, frozen=True):
-    """ConnectionActor: a frame the client sent. ``paused``: the loop paused live
-    delivery to this connection because the frame looked like a subscribe."""
-
-    frame: bytes | str
-    paused: bool = False
-
-
 class Outbox(Protocol):
-    """A connection's way out, implemented on the loop by the transport."""
+    """A connection's way out, implemented on the loop by the transport. Every
+    method returns at once; the work happens on the loop."""
 
     def send(self, frame: bytes) -> None:
         """Send a frame now (not part of the event stream)."""
 
-    def catch_up(self, frames: Sequence[bytes]) -> None:
-        """Send catch-up frames; returns once they are written (backpressure)."""
+    def catch_up(self, want: SubscribeData, *, explicit: bool, request_id: str | None) -> None:
+        """Send what the connection missed after ``want.since`` (or the current
+        state), then go live; ``explicit``: answer with ``subscribed`` first."""
 
-    def resume(self, upto: int, follows: Collection[str] | bool | None = False) -> None:
-        """Catch-up covered seq <= upto: flush buffered live messages after it, go live."""
+    def resume(self, upto: int) -> None:
+        """End a pause that needed no catch-up (covered seq <= upto)."""
+
+
+class Opened(Struct, frozen=True):
+    """ConnectionActor: a connection opened (resume position from its URL, if any)."""
+
+    connection_id: str
+    outbox: Outbox
+    since: int | None = None
+    epoch: str | None = None
+
+
+class Inbound(Struct, frozen=True):
+    """ConnectionActor: a frame the client sent. ``paused``: the loop paused live
+    delivery to this connection because the frame looked like a subscribe."""
+
+    connection_id: str
+    frame: bytes | str
+    paused: bool = False
+
+
+class Closed(Struct, frozen=True):
+    """ConnectionActor: the connection is gone."""
+
+    connection_id: str
 
 
 class Trigger(Struct, frozen=True):

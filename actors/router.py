@@ -46,6 +46,7 @@ class _Conn:
     buffered: int = 0
     pauses: int = 1  # catch-ups under way; live again at 0
     upto: int = 0  # highest seq the catch-ups under way covered
+    cursor: int = 0  # the seq this connection has been brought up to
 
 
 class Router:
@@ -78,7 +79,10 @@ class Router:
         conn.pauses += 1
 
     def resume(
-        self, connection_id: str, upto: int, follows: Collection[str] | bool | None = False
+        self,
+        connection_id: str,
+        upto: int,
+        follows: Collection[str] | bool | None = False,
     ) -> None:
         """End a catch-up that covered every seq <= ``upto``: flush the rest, go live.
 
@@ -91,15 +95,23 @@ class Router:
             conn.follows = None if follows is None else frozenset(follows)  # type: ignore[arg-type]
         conn.pauses = max(0, conn.pauses - 1)
         conn.upto = max(conn.upto, upto)
+        conn.cursor = max(conn.cursor, upto)
         if conn.pauses:
             return  # another catch-up (a subscribe during the first) is still running
         pending, conn.buffer, conn.buffered = conn.buffer or [], None, 0
         upto, conn.upto = conn.upto, 0
         for seq, frame, addressed in pending:
-            # A catch-up replays what every follower sees, never a reply such as a
-            # trigger_response: those are always delivered.
+            # What every follower sees up to ``upto`` was sent by the catch-ups (as
+            # events or as state). Replies to this connection (trigger_response...)
+            # are never replayed, so each is delivered here exactly once: possibly
+            # after broadcasts of higher seqs. Clients match replies by request_id.
             if addressed or seq > upto:
                 self._deliver([conn], frame)
+
+    def cursor(self, connection_id: str) -> int:
+        """The seq a connection has been brought up to (0 if unknown)."""
+        conn = self._conns.get(connection_id)
+        return conn.cursor if conn is not None else 0
 
     async def send_frames(self, connection_id: str, frames: Sequence[bytes]) -> None:
         """Send catch-up frames with backpressure (waits while the socket is full)."""
@@ -139,6 +151,7 @@ class Router:
         for conn in conns:
             if conn.buffer is None:
                 live.append(conn)
+                conn.cursor = seq
                 continue
             conn.buffer.append((seq, frame, addressed))
             conn.buffered += len(frame)

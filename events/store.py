@@ -186,6 +186,7 @@ class EventStore:
         until: int | None = None,
         stream: str | None = None,
         types: Sequence[str] | None = None,
+        limit: int | None = None,
         batch_size: int = 2000,
     ) -> Iterator[StoredEvent]:
         """Events with ``since < seq <= until``, oldest first, optionally filtered."""
@@ -201,6 +202,8 @@ class EventStore:
             where.append(f"type IN ({', '.join('?' * len(types))})")
             params.extend(types)
         sql = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY seq"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
         try:
             cursor = self._conn.execute(sql, params)
             while rows := cursor.fetchmany(batch_size):

@@ -118,6 +118,7 @@ class Service:
             workflow_types=frozenset(catalogue),
             max_outbound_bytes=cfg.max_outbound_bytes,
             compression=cfg.compression,
+            connection_actors=cfg.connection_actors,
         )
         self.port = self._transport.proxy().port.get()
         # Workflows that report over HTTP or WebSocket learn where from their environment.

@@ -36,6 +36,7 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     max_outbound_bytes: Annotated[int, Meta(ge=4096)] = 4 * 1024 * 1024
     log_lines_per_s: Annotated[float, Meta(gt=0)] = 20.0
     compression: Literal["deflate", "off"] = "deflate"
+    connection_actors: Annotated[int, Meta(ge=1, le=256)] = 4
     workflows: dict[str, WorkflowSpec] = {}
 
     def __post_init__(self) -> None:

@@ -9,6 +9,7 @@ with ``loop.call_soon_threadsafe``. WebSocket clients connect to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import http
 import logging
@@ -16,7 +17,7 @@ import secrets
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from actors.connection import ConnectionActor
-from actors.messages import Inbound
+from actors.messages import Closed, Inbound, Opened
 from actors.router import Router
 from events.errors import AdwdError, CloseCode
 from events.store import StoredEvent
+from events.wire import SubscribeData
+from transport.catchup import catch_up
 from transport.http_api import LOCAL_ORIGIN, HttpAwareConnection
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,7 @@ class TransportActor(pykka.ThreadingActor):
         workflow_types: frozenset[str],
         max_outbound_bytes: int,
         compression: str = "deflate",
+        connection_actors: int = 4,
     ) -> None:
         super().__init__()
         self._host = host
@@ -67,6 +71,9 @@ class TransportActor(pykka.ThreadingActor):
         self._projector = projector
         self._events_path = events_path
         self._compression = compression
+        self._actors: list[pykka.ActorRef[ConnectionActor]] = []
+        self._connection_actors = connection_actors
+        self._tasks: set[asyncio.Task[None]] = set()
         self._workflow_types = workflow_types
         self._router = Router(max_outbound_bytes)
         self._loop = asyncio.new_event_loop()
@@ -76,7 +83,15 @@ class TransportActor(pykka.ThreadingActor):
         self.port = 0
 
     def on_start(self) -> None:
-        """Start the loop thread, listen, and follow the committed events."""
+        """Start the connection actors and the loop thread, listen, follow the log."""
+        self._actors = [
+            ConnectionActor.start(
+                scheduler=self._scheduler,
+                projector=self._projector,
+                workflow_types=self._workflow_types,
+            )
+            for _ in range(self._connection_actors)
+        ]
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
         try:
@@ -114,6 +129,21 @@ class TransportActor(pykka.ThreadingActor):
         return str(
             self._scheduler.proxy().route_update(adw_id, message, token, local).get(timeout=10)
         )
+
+    def _snapshot(self, adw_ids: frozenset[str] | None) -> tuple[int, list[bytes]]:
+        """The projector's current state of the runs followed (called off the loop)."""
+        try:
+            result: tuple[int, list[bytes]] = (
+                self._projector.proxy().snapshot(adw_ids).get(timeout=30)
+            )
+        except (pykka.ActorDeadError, pykka.Timeout):  # shutting down
+            return 0, []
+        return result
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("catch-up failed", exc_info=task.exception())
 
     def _publish(self, batch: Sequence[StoredEvent]) -> None:
         """Called by the EventLogActor after each commit."""
@@ -174,17 +204,11 @@ class TransportActor(pykka.ThreadingActor):
     async def _handle(self, ws: ServerConnection) -> None:
         connection_id = secrets.token_hex(6)
         since, epoch = _resume_params(ws.request.path if ws.request else "")
-        self._router.add(connection_id, ws)  # paused until the actor's catch-up is done
-        actor = ConnectionActor.start(
-            connection_id=connection_id,
-            outbox=_LoopOutbox(self._loop, self._router, connection_id),
-            scheduler=self._scheduler,
-            projector=self._projector,
-            events_path=self._events_path,
-            workflow_types=self._workflow_types,
-            since=since,
-            epoch=epoch,
-        )
+        self._router.add(connection_id, ws)  # paused until its catch-up is done
+        # Every frame of a connection goes to the same actor, so they stay in order.
+        actor = self._actors[hash(connection_id) % len(self._actors)]
+        outbox = _LoopOutbox(self, connection_id)
+        actor.tell(Opened(connection_id, outbox, since, epoch))
         try:
             async for frame in ws:
                 # A subscribe must not let live messages slip ahead of its replay:
@@ -192,12 +216,13 @@ class TransportActor(pykka.ThreadingActor):
                 paused = (b"subscribe" if isinstance(frame, bytes) else "subscribe") in frame
                 if paused:
                     self._router.pause(connection_id)
-                actor.tell(Inbound(frame, paused))
+                actor.tell(Inbound(connection_id, frame, paused))
         except ConnectionClosed:
             pass
         finally:
             self._router.remove(connection_id)
-            actor.stop(block=False)
+            with contextlib.suppress(pykka.ActorDeadError):
+                actor.tell(Closed(connection_id))
 
     # -- shutdown, called from the service's thread through the proxy ------
 
@@ -213,29 +238,57 @@ class TransportActor(pykka.ThreadingActor):
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+        for actor in self._actors:
+            actor.stop()
 
     async def _close_all(self) -> None:
         assert self._server is not None
         self._server.close(code=CloseCode.GOING_AWAY, reason="service shutting down")
         await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 class _LoopOutbox:
-    """A connection's Outbox: every call crosses to the loop thread."""
+    """A connection's Outbox: every call returns at once; the work runs on the loop.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, router: Router, cid: str) -> None:
-        self._loop, self._router, self._cid = loop, router, cid
+    Catch-ups of one connection run one after another (a subscribe during the
+    first catch-up waits for it), so their frames never interleave.
+    """
+
+    def __init__(self, transport: TransportActor, cid: str) -> None:
+        self._t, self._cid = transport, cid
+        self._last: asyncio.Task[None] | None = None
 
     def send(self, frame: bytes) -> None:
-        self._loop.call_soon_threadsafe(self._router.send_to, self._cid, frame)
+        self._t._loop.call_soon_threadsafe(self._t._router.send_to, self._cid, frame)
 
-    def catch_up(self, frames: Sequence[bytes]) -> None:
-        if frames:
-            coro = self._router.send_frames(self._cid, frames)
-            asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=CATCH_UP_TIMEOUT_S)
+    def catch_up(self, want: SubscribeData, *, explicit: bool, request_id: str | None) -> None:
+        self._t._loop.call_soon_threadsafe(self._start, want, explicit, request_id)
 
-    def resume(self, upto: int, follows: Collection[str] | bool | None = False) -> None:
-        self._loop.call_soon_threadsafe(self._router.resume, self._cid, upto, follows)
+    def resume(self, upto: int) -> None:
+        self._t._loop.call_soon_threadsafe(self._t._router.resume, self._cid, upto)
+
+    def _start(self, want: SubscribeData, explicit: bool, request_id: str | None) -> None:
+        previous = self._last
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await catch_up(
+                self._t._router,
+                self._cid,
+                want,
+                explicit=explicit,
+                request_id=request_id,
+                events_path=self._t._events_path,
+                snapshot=self._t._snapshot,
+            )
+
+        task = self._last = self._t._loop.create_task(run())
+        self._t._tasks.add(task)
+        task.add_done_callback(self._t._task_done)
 
 
 def _resume_params(path: str) -> tuple[int | None, str | None]:

@@ -342,7 +342,9 @@ def test_reconnects_after_a_restart_and_gets_the_later_events_without_gaps(
             resumed = [(await _until(seen, _is_subscribed))[-1] for _ in range(2)]
             assert isinstance(resumed[0], Subscribed)
             assert isinstance(resumed[1], Subscribed)
-            assert [m.data.recovered for m in resumed] == [False, True]  # first connect, resume
+            # First connect: a subscribe without since goes on from where the connection
+            # is (recovered); then the resume after the restart.
+            assert [m.data.recovered for m in resumed] == [True, True]
             assert client.epoch == resumed[0].data.epoch == resumed[1].data.epoch
 
     with _services(tmp_path) as start:

@@ -1,0 +1,90 @@
+"""A connection's catch-up, run on the loop: read the log off the loop, send with
+backpressure, then let the router go live.
+
+The ConnectionActor decides *that* a connection catches up (on connect, on a
+subscribe); this coroutine does the I/O, so no actor thread ever waits on a
+slow client. Reads happen in the default executor (SQLite never runs on the
+loop); sends await the socket's drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from actors.resume import replay_frames, unrecoverable
+from actors.router import Router
+from events.codec import encode
+from events.errors import StoreError
+from events.store import EventStore, StoredEvent
+from events.wire import Subscribed, SubscribeData, SubscribedData
+
+CHUNK = 1000  # events read per executor hop
+
+Snapshot = Callable[[frozenset[str] | None], tuple[int, list[bytes]]]
+
+
+async def catch_up(
+    router: Router,
+    connection_id: str,
+    want: SubscribeData,
+    *,
+    explicit: bool,
+    request_id: str | None,
+    events_path: Path,
+    snapshot: Snapshot,
+) -> None:
+    """Send what the connection missed (or the current state), then go live."""
+    loop = asyncio.get_running_loop()
+
+    def off_loop(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return loop.run_in_executor(None, functools.partial(fn, *args, **kwargs))
+
+    if explicit and want.since is None and router.cursor(connection_id):
+        # A subscribe without since on a connection already caught up: go on from
+        # where it is (the filter may change), with no gap and no duplicate.
+        want = msgspec.structs.replace(want, since=router.cursor(connection_id), epoch=None)
+    adw_ids = frozenset(want.adw_ids) if want.adw_ids is not None else None
+    upto = 0
+    store: EventStore | None = None
+    try:  # whatever happens, the connection goes live at the end
+        store = await off_loop(EventStore, events_path, readonly=True)
+        last, epoch, first = await off_loop(_position, store)
+        why = unrecoverable(want, epoch, last, first)
+        if why is None:
+            upto, frames = int(want.since or 0), []
+        else:
+            upto, frames = await off_loop(snapshot, adw_ids)
+        if explicit:
+            data = SubscribedData(
+                epoch=epoch,
+                recovered=why is None,
+                resume_from=upto,
+                last_seq=last,
+                message=why or f"replaying the events after seq {upto}",
+            )
+            frames.insert(0, encode(Subscribed(data, request_id=request_id)))
+        await router.send_frames(connection_id, frames)
+        while chunk := await off_loop(_read, store, upto):
+            upto = chunk[-1].seq
+            frames = replay_frames(chunk, adw_ids)
+            await router.send_frames(connection_id, frames)
+    except StoreError:
+        pass  # no log yet: nothing to catch up on
+    finally:
+        if store is not None:
+            await off_loop(store.close)
+        router.resume(connection_id, upto, follows=adw_ids)
+
+
+def _position(store: EventStore) -> tuple[int, str, int]:
+    return store.last_seq(), store.epoch, store.first_seq()
+
+
+def _read(store: EventStore, after: int) -> list[StoredEvent]:
+    return list(store.read(after, limit=CHUNK))
