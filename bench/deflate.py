@@ -23,7 +23,11 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from bench.common import median, print_table, write_result
 
-N = int(os.environ.get("ADWD_BENCH_DEFLATE_CLIENTS", "500"))
+N = int(
+    os.environ.get(
+        "ADWD_BENCH_DEFLATE_CLIENTS", "50" if os.environ.get("ADWD_BENCH_QUICK") else "500"
+    )
+)
 ROUNDS = 2
 
 
