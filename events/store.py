@@ -78,26 +78,36 @@ def _migrate_v1(db: sqlite_utils.Database) -> None:
 _MIGRATIONS = {1: _migrate_v1}
 
 
+def connect(path: Path, *, readonly: bool, synchronous: str, missing: str) -> sqlite3.Connection:
+    """Open an adwd SQLite file: read-only (it must exist; ``missing`` says what to
+    do if not), or for writing in WAL mode with the given ``synchronous`` level."""
+    if readonly:
+        if not path.exists():
+            raise StoreError(missing)
+        uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
 class EventStore:
     """One SQLite event log file: append (single writer) and read."""
 
     def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = Path(path)
         try:
-            if readonly:
-                if not self.path.exists():
-                    raise StoreError(
-                        f"No event log at {self.path}. Start the service with this "
-                        "--data-dir first, or pass the right --data-dir."
-                    )
-                uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=5000")
+            conn = connect(
+                self.path,
+                readonly=readonly,
+                synchronous="FULL",  # a commit acknowledged is a commit kept
+                missing=f"No event log at {self.path}. Start the service with this "
+                "--data-dir first, or pass the right --data-dir.",
+            )
             self._conn = conn
             self._db = sqlite_utils.Database(conn)
             if not readonly:

@@ -12,7 +12,6 @@ newest commits, which the next catch-up re-applies.
 from __future__ import annotations
 
 import sqlite3
-import urllib.parse
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ import sqlite_utils
 
 from events.domain import ResourceUsage, RunQueued
 from events.errors import StoreError
-from events.store import EventStore
+from events.store import EventStore, connect
 from projections.audit import AuditEntry
 from projections.bundle import Projections
 from projections.metrics import RECENT, WINDOW, TypeMetrics
@@ -47,21 +46,15 @@ class ViewStore:
     def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = Path(path)
         try:
-            if readonly:
-                if not self.path.exists():
-                    raise StoreError(
-                        f"No views at {self.path}: start the service once with this "
-                        "--data-dir so it builds them."
-                    )
-                quoted = urllib.parse.quote(str(self.path.resolve()))
-                conn = sqlite3.connect(f"file:{quoted}?mode=ro", uri=True, check_same_thread=False)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
+            conn = connect(
+                self.path,
+                readonly=readonly,
+                synchronous="NORMAL",  # derived data: rebuilt from the log if lost
+                missing=f"No views at {self.path}: start the service once with this "
+                "--data-dir so it builds them.",
+            )
+            if not readonly:
                 self._create(sqlite_utils.Database(conn))
-            conn.execute("PRAGMA busy_timeout=5000")
         except sqlite3.Error as exc:
             raise StoreError(f"Cannot open views {self.path}: {exc}") from exc
         self._conn = conn

@@ -115,6 +115,7 @@ class AdwdClient:
         self._position = Position()
         self._history: deque[Item] = deque(maxlen=history_size)
         self._wake = asyncio.Event()
+        self._answered = asyncio.Event()  # this connection's subscribe was answered
         self._up = asyncio.Event()
         self._down = asyncio.Event()
         self._down.set()
@@ -371,8 +372,13 @@ class AdwdClient:
     async def _write(self, ws: ClientConnection, generation: int) -> None:
         """Send every pending command not yet sent on this connection, in issue order."""
         if self._position.resume_seq is None:
-            # A plain connect: subscribe to learn the epoch and where its state stands.
+            # A plain connect: subscribe to learn the epoch and where its state stands,
+            # and send commands only once it is answered, so that everything they
+            # cause comes after the point this client's stream starts from.
+            self._answered.clear()
             await ws.send(encode(Subscribe(request_id=uuid.uuid4().hex)), text=True)
+            with contextlib.suppress(TimeoutError):  # a server that never answers
+                await asyncio.wait_for(self._answered.wait(), self._pong_timeout_s)
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
@@ -427,6 +433,7 @@ class AdwdClient:
         state = False
         if isinstance(message, Subscribed):
             self._position.subscribed(message.data)
+            self._answered.set()
         elif is_stream(message):
             verdict = self._position.accept(message)
             if verdict is Verdict.DROP:
