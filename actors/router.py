@@ -42,7 +42,7 @@ class _Conn:
     ws: ServerConnection
     follows: frozenset[str] | None = None  # None: every run
     # (seq, frame, addressed to this connection alone); None: live
-    buffer: list[tuple[int, bytes, bool]] | None = field(default_factory=list)
+    buffer: list[tuple[int, bytes, bool, str | None]] | None = field(default_factory=list)
     buffered: int = 0
     pauses: int = 1  # catch-ups under way; live again at 0
     upto: int = 0  # highest seq the catch-ups under way covered
@@ -100,12 +100,15 @@ class Router:
             return  # another catch-up (a subscribe during the first) is still running
         pending, conn.buffer, conn.buffered = conn.buffer or [], None, 0
         upto, conn.upto = conn.upto, 0
-        for seq, frame, addressed in pending:
+        follows = conn.follows
+        for seq, frame, addressed, adw_id in pending:
             # What every follower sees up to ``upto`` was sent by the catch-ups (as
             # events or as state). Replies to this connection (trigger_response...)
             # are never replayed, so each is delivered here exactly once: possibly
             # after broadcasts of higher seqs. Clients match replies by request_id.
-            if addressed or seq > upto:
+            # A subscribe may have narrowed what it follows while these waited.
+            wanted = follows is None or adw_id is None or adw_id in follows
+            if addressed or (seq > upto and wanted):
                 self._deliver([conn], frame)
 
     def cursor(self, connection_id: str) -> int:
@@ -134,11 +137,11 @@ class Router:
                         for c in self._conns.values()
                         if c.follows is None or adw_id is None or adw_id in c.follows
                     ]
-                    self._route(ready, stored.seq, frame, addressed=False)
+                    self._route(ready, stored.seq, frame, adw_id, addressed=False)
                 else:
                     conn = self._conns.get(target)
                     if conn is not None:
-                        self._route([conn], stored.seq, frame, addressed=True)
+                        self._route([conn], stored.seq, frame, adw_id, addressed=True)
 
     def send_to(self, connection_id: str, frame: bytes) -> None:
         """Send a frame that is not part of the event stream (pong, error, queue_status)."""
@@ -146,14 +149,16 @@ class Router:
         if conn is not None:
             self._deliver([conn], frame)
 
-    def _route(self, conns: list[_Conn], seq: int, frame: bytes, *, addressed: bool) -> None:
+    def _route(
+        self, conns: list[_Conn], seq: int, frame: bytes, adw_id: str | None, *, addressed: bool
+    ) -> None:
         live = []
         for conn in conns:
             if conn.buffer is None:
                 live.append(conn)
                 conn.cursor = seq
                 continue
-            conn.buffer.append((seq, frame, addressed))
+            conn.buffer.append((seq, frame, addressed, adw_id))
             conn.buffered += len(frame)
             if conn.buffered > self._max_outbound:
                 self._drop_slow(conn)

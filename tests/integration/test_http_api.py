@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Running
+from tests.integration.conftest import TIMEOUT, Running
 
 
 def _get(server: Running, path: str, origin: str | None = None) -> tuple[int, Any, Any]:
@@ -24,17 +25,26 @@ def _get(server: Running, path: str, origin: str | None = None) -> tuple[int, An
             return error.code, json.loads(error.read()), error.headers
 
 
+def _caught_up(server: Running, path: str, seq: int) -> tuple[int, Any]:
+    """GET ``path`` once the read API has folded ``seq`` (it follows the stream)."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        status, body, _ = _get(server, path)
+        if body.get("seq", 0) >= seq or time.monotonic() > deadline:
+            return status, body
+
+
 def test_adw_state_gives_the_current_stage(server: Running) -> None:
     client = server.client()
     client.trigger("adw_plan_iso", adw_id="card7")
-    client.wait_terminal("card7")
-    status, body, _ = _get(server, "/api/adws/card7")
+    done = client.wait_terminal("card7")
+    status, body = _caught_up(server, "/api/adws/card7", done["seq"])
     assert status == 200
     assert body["current_stage"] == "build"  # plan done: the card moves on
     assert body["runs"][0]["status"] == "completed"
     client.trigger("adw_build_iso", adw_id="card7", trigger_reason="#fail")
-    client.wait_terminal("card7")
-    assert _get(server, "/api/adws/card7")[1]["current_stage"] == "errored"
+    failed = client.wait_terminal("card7")
+    assert _caught_up(server, "/api/adws/card7", failed["seq"])[1]["current_stage"] == "errored"
 
     status, body, _ = _get(server, "/api/adws/nobody")
     assert status == 404
@@ -44,8 +54,8 @@ def test_adw_state_gives_the_current_stage(server: Running) -> None:
 def test_runs_overview_and_health(server: Running) -> None:
     client = server.client()
     client.trigger("adw_test_iso", adw_id="ov1")
-    client.wait_terminal("ov1")
-    status, body, _ = _get(server, "/api/runs")
+    done = client.wait_terminal("ov1")
+    status, body = _caught_up(server, "/api/runs", done["seq"])
     assert status == 200
     assert [r["adw_id"] for r in body["runs"]] == ["ov1"]
     assert body["metrics"]["adw_test_iso"]["completed"] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,10 +89,14 @@ def test_cancel_and_a_followed_run_that_gets_cancelled(server: Running) -> None:
 def test_status_json_and_watch_once(server: Running) -> None:
     client = server.client()
     client.trigger("adw_plan_iso", adw_id="cli-status")
-    client.wait_terminal("cli-status")
-    status = _adwd(server, "status", "--json")
-    assert status.returncode == 0, status.stderr
-    doc = json.loads(status.stdout)
+    done = client.wait_terminal("cli-status")
+    deadline = time.monotonic() + 30
+    while True:  # the read API follows the stream: wait until it has folded the run's end
+        status = _adwd(server, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        doc = json.loads(status.stdout)
+        if doc["seq"] >= done["seq"] or time.monotonic() > deadline:
+            break
     assert doc["health"]["status"] == "healthy"
     assert [r["adw_id"] for r in doc["runs"]] == ["cli-status"]
     assert doc["runs"][0]["stage"] == "build"
