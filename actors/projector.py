@@ -29,7 +29,8 @@ from projections.views import ViewStore
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[str, bytes], None]  # (connection id, frame) -> None, thread-safe
+# [(connection id, frame), ...] -> None, thread-safe: one hand-off to the loop per batch
+Deliver = Callable[[list[tuple[str, bytes]]], None]
 
 
 class Committed(Struct, frozen=True):
@@ -124,12 +125,15 @@ class ProjectionActor(pykka.ThreadingActor):
             return
         entries = self._p.queue.entries(time.time())
         sent, self._sent_positions = self._sent_positions, {}
+        changed: list[tuple[str, bytes]] = []
         for entry in entries:
             key = (entry.adw_id, entry.workflow_type)
             now = entry.position
             self._sent_positions[key] = now
             if sent.get(key) != now and entry.connection_id is not None:
-                self._deliver(entry.connection_id, _frame(entry))
+                changed.append((entry.connection_id, _frame(entry)))
+        if changed:
+            self._deliver(changed)
 
 
 def _frame(entry: QueueEntry, request_id: str | None = None) -> bytes:

@@ -149,6 +149,11 @@ class Router:
         if conn is not None:
             self._deliver([conn], frame)
 
+    def send_each(self, frames: Sequence[tuple[str, bytes]]) -> None:
+        """Send several frames, each to its connection (one loop hand-off for all)."""
+        for connection_id, frame in frames:
+            self.send_to(connection_id, frame)
+
     def _route(
         self, conns: list[_Conn], seq: int, frame: bytes, adw_id: str | None, *, addressed: bool
     ) -> None:

@@ -107,7 +107,7 @@ class TransportActor(pykka.ThreadingActor):
         self._event_log.proxy().subscribe(self._publish, first=True).get()
         loop, router = self._loop, self._router
         self._projector.proxy().attach(
-            lambda cid, frame: loop.call_soon_threadsafe(router.send_to, cid, frame)
+            lambda frames: loop.call_soon_threadsafe(router.send_each, frames)
         ).get()
 
     async def _listen(self) -> Server:
