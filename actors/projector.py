@@ -81,7 +81,6 @@ class ProjectionActor(pykka.ThreadingActor):
 
     def adw_state(self, adw_id: str) -> dict[str, Any] | None:
         """What ``GET /api/adws/<adw_id>`` answers: its runs and its card's stage."""
-        self._views.save(self._p, self._epoch)  # nothing pending: the table is current
         views = self._views.runs_of(adw_id)
         if not views:
             return None

@@ -185,23 +185,46 @@ def _started(e: RunStarted) -> StatusUpdateData:
     )
 
 
-def _ended(e: RunCompleted | RunFailed) -> StatusUpdateData:
-    if isinstance(e, RunCompleted):
+def _final(
+    adw_id: str,
+    workflow_type: str,
+    *,
+    completed: bool,
+    duration_s: float | None,
+    reason: str,
+    progress_percent: int,
+    cancelled: bool,
+) -> StatusUpdateData:
+    """A run's last status_update: the same live (from its event) and in a snapshot."""
+    if completed:
         return StatusUpdateData(
-            adw_id=e.adw_id,
+            adw_id=adw_id,
             status="completed",
-            message=f"{e.workflow_type} completed in {e.duration_s:.2f} s",
+            message=f"{workflow_type} completed in {duration_s or 0:.2f} s",
             progress_percent=100,
             current_step="Completed",
-            workflow_name=e.workflow_type,
+            workflow_name=workflow_type,
         )
     return StatusUpdateData(
-        adw_id=e.adw_id,
+        adw_id=adw_id,
         status="failed",
-        message=e.reason,
-        progress_percent=e.progress_percent,
-        current_step="Cancelled" if e.cancelled else "Failed",
-        workflow_name=e.workflow_type,
+        message=reason,
+        progress_percent=progress_percent,
+        current_step="Cancelled" if cancelled else "Failed",
+        workflow_name=workflow_type,
+    )
+
+
+def _ended(e: RunCompleted | RunFailed) -> StatusUpdateData:
+    failed = e if isinstance(e, RunFailed) else None
+    return _final(
+        e.adw_id,
+        e.workflow_type,
+        completed=failed is None,
+        duration_s=e.duration_s,
+        reason=failed.reason if failed else "",
+        progress_percent=failed.progress_percent if failed else 100,
+        cancelled=failed.cancelled if failed else False,
     )
 
 
@@ -217,23 +240,15 @@ def view_status(view: RunView) -> StatusUpdateData | None:
             current_step=view.current_step or "Starting",
             workflow_name=workflow_type,
         )
-    if view.status == "completed":
-        return StatusUpdateData(
-            adw_id=adw_id,
-            status="completed",
-            message=f"{workflow_type} completed in {view.duration_s or 0:.2f} s",
-            progress_percent=100,
-            current_step="Completed",
-            workflow_name=workflow_type,
-        )
-    if view.status == "failed":
-        return StatusUpdateData(
-            adw_id=adw_id,
-            status="failed",
-            message=view.message,
+    if view.status in ("completed", "failed"):
+        return _final(
+            adw_id,
+            workflow_type,
+            completed=view.status == "completed",
+            duration_s=view.duration_s,
+            reason=view.message,
             progress_percent=view.progress_percent,
-            current_step="Cancelled" if view.cancelled else "Failed",
-            workflow_name=workflow_type,
+            cancelled=view.cancelled,
         )
     return None
 
