@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
@@ -46,7 +50,12 @@ class Client:
                 return self.unclaimed.pop(i)
         deadline = time.monotonic() + timeout
         while True:
-            message = self.recv(timeout=max(0.01, deadline - time.monotonic()))
+            try:
+                message = self.recv(timeout=max(0.01, deadline - time.monotonic()))
+            except TimeoutError as timed_out:
+                # Say what did arrive: a failure in CI must be diagnosable from its log.
+                seen = "\n".join(json.dumps(m)[:300] for m in self.seen[-30:])
+                raise TimeoutError(f"{timed_out}; the last messages received:\n{seen}") from None
             if predicate(message):
                 return message
             self.unclaimed.append(message)
@@ -125,6 +134,48 @@ def services(base: Path) -> Iterator[Callable[..., Running]]:
             for client in running.clients:
                 client.close()
             running.service.stop()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Path], tuple[subprocess.Popen[str], int]]]:
+    """A starter of ``adwd serve --config PATH`` as a real process; returns it and its port.
+
+    The service's stderr is echoed to the test's (pytest shows it on failure) and
+    kept drained, so a full pipe never blocks the service's logging.
+    """
+    procs: list[tuple[subprocess.Popen[str], threading.Thread]] = []
+
+    def start(config: Path) -> tuple[subprocess.Popen[str], int]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--config", str(config)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        drain = threading.Thread(target=_echo, args=(proc.stderr,), daemon=True)
+        procs.append((proc, drain))
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            found = re.search(r"serving ws://127\.0\.0\.1:(\d+)/ws/trigger", line)
+            if found:
+                drain.start()
+                return proc, int(found.group(1))
+        pytest.fail(f"adwd serve exited with {proc.wait()} before listening")
+
+    yield start
+    for proc, drain in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if drain.is_alive():
+            drain.join(timeout=TIMEOUT)  # EOF now that the process is gone
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def _echo(stream: IO[str]) -> None:
+    for line in stream:
+        sys.stderr.write(line)
 
 
 @pytest.fixture

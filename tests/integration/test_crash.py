@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,43 +18,26 @@ from events.store import EventStore
 from tests.integration.conftest import TIMEOUT, Client, Running
 
 
-def _serve(config: Path) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--config", str(config)],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        found = re.search(r"serving ws://127\.0\.0\.1:(\d+)/ws/trigger", line)
-        if found:
-            return proc, int(found.group(1))
-    pytest.fail(f"adwd serve exited with {proc.wait()} before listening")
-
-
-def test_sigkill_then_restart(tmp_path: Path, start_service: Callable[..., Running]) -> None:
+def test_sigkill_then_restart(
+    tmp_path: Path,
+    start_service: Callable[..., Running],
+    serve: Callable[[Path], tuple[subprocess.Popen[str], int]],
+) -> None:
     release = tmp_path / "release"
     config = tmp_path / "adwd.toml"
     config.write_text(
         f'data_dir = "{tmp_path / "data"}"\nport = 0\nmax_concurrent = 1\n'
         f'[workflows.adw_sleep]\nenv = {{ ADW_RELEASE_FILE = "{release}" }}\n'
     )
-    proc, port = _serve(config)
-    try:
-        client = Client(f"ws://127.0.0.1:{port}/ws/trigger")
-        client.trigger("adw_sleep", adw_id="inflight")
-        client.trigger("adw_sleep", adw_id="waiting")
-        started = client.wait_for(lambda m: m["data"].get("status") == "started")
-        child = int(re.search(r"pid (\d+)", started["data"]["message"]).group(1))  # type: ignore[union-attr]
-        client.wait_for(lambda m: m["data"].get("status") == "running")
-        proc.kill()  # SIGKILL: no shutdown, no flush, no goodbye
-        assert proc.wait(timeout=TIMEOUT) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        assert proc.stderr is not None
-        proc.stderr.close()
+    proc, port = serve(config)
+    client = Client(f"ws://127.0.0.1:{port}/ws/trigger")
+    client.trigger("adw_sleep", adw_id="inflight")
+    client.trigger("adw_sleep", adw_id="waiting")
+    started = client.wait_for(lambda m: m["data"].get("status") == "started")
+    child = int(re.search(r"pid (\d+)", started["data"]["message"]).group(1))  # type: ignore[union-attr]
+    client.wait_for(lambda m: m["data"].get("status") == "running")
+    proc.kill()  # SIGKILL: no shutdown, no flush, no goodbye
+    assert proc.wait(timeout=TIMEOUT) == -signal.SIGKILL
     os.killpg(child, 0)  # the child outlived the service (no error: it is alive)
 
     store = EventStore(tmp_path / "data/events.db", readonly=True)

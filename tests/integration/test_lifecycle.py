@@ -7,8 +7,7 @@ import re
 import signal
 import socket
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,9 +22,10 @@ from tests.integration.conftest import TIMEOUT, Client, Running
 
 
 @pytest.fixture
-def serve_process(tmp_path: Path) -> Iterator[Callable[[], tuple[subprocess.Popen[str], int]]]:
+def serve_process(
+    tmp_path: Path, serve: Callable[[Path], tuple[subprocess.Popen[str], int]]
+) -> Callable[[], tuple[subprocess.Popen[str], int]]:
     """Start ``adwd serve`` as a real process; returns it and its port."""
-    procs: list[subprocess.Popen[str]] = []
     config = tmp_path / "adwd.toml"
     config.write_text(
         f'data_dir = "{tmp_path / "data"}"\n'
@@ -33,28 +33,7 @@ def serve_process(tmp_path: Path) -> Iterator[Callable[[], tuple[subprocess.Pope
         "[workflows.adw_sleep]\n"
         f'env = {{ ADW_RELEASE_FILE = "{tmp_path / "release"}" }}\n'
     )
-
-    def start() -> tuple[subprocess.Popen[str], int]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--config", str(config)],
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        procs.append(proc)
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            found = re.search(r"serving ws://127\.0\.0\.1:(\d+)/ws/trigger", line)
-            if found:
-                return proc, int(found.group(1))
-        pytest.fail(f"adwd serve exited with {proc.wait()} before listening")
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+    return lambda: serve(config)
 
 
 def test_sigterm_closes_with_1001_ends_runs_and_keeps_the_queue(
