@@ -39,6 +39,10 @@ class Committed(Struct, frozen=True):
     events: Sequence[StoredEvent]
 
 
+class _Settle(Struct, frozen=True):
+    """Save the views and send queue changes for every batch folded so far."""
+
+
 class ProjectionActor(pykka.ThreadingActor):
     """Owns the live projections and the views file."""
 
@@ -49,14 +53,30 @@ class ProjectionActor(pykka.ThreadingActor):
         self._epoch = epoch
         self._deliver: Deliver | None = None
         self._sent_positions: dict[tuple[str, str], int] = {}
+        self._unsettled = False  # batches folded since the last save
 
     def on_receive(self, message: object) -> object:
-        """Fold committed batches."""
+        """Fold committed batches; save and send queue changes once they settle."""
         if isinstance(message, Committed):
+            if not self._unsettled:
+                # Lands behind every batch already in the inbox: one save and one
+                # round of queue_status for all of them (as the event log's Flush).
+                self.actor_ref.tell(_Settle())
+                self._unsettled = True
             self._p.apply_all(message.events)
-            self._views.save(self._p, self._epoch)
-            self._send_queue_changes()
+        elif isinstance(message, _Settle) and self._unsettled:
+            self._settle()
         return None
+
+    def on_stop(self) -> None:
+        """Save what the last batches changed (a stop can overtake their _Settle)."""
+        if self._unsettled:
+            self._views.save(self._p, self._epoch)
+
+    def _settle(self) -> None:
+        self._unsettled = False
+        self._views.save(self._p, self._epoch)
+        self._send_queue_changes()
 
     def attach(self, deliver: Deliver) -> None:
         """Where to send per-connection messages (set by the transport when it starts)."""
@@ -81,6 +101,8 @@ class ProjectionActor(pykka.ThreadingActor):
 
     def adw_state(self, adw_id: str) -> dict[str, Any] | None:
         """What ``GET /api/adws/<adw_id>`` answers: its runs and its card's stage."""
+        if self._unsettled:
+            self._settle()  # the answer comes from views.db: bring it up to date first
         views = self._views.runs_of(adw_id)
         if not views:
             return None

@@ -102,8 +102,16 @@ class QueueProjection:
         return round(self._schedule(now)[1][0], 3)
 
     def _schedule(self, now: float) -> tuple[list[QueueEntry], list[float]]:
+        medians: dict[str, float] = {}  # one median per type, not one per waiting run
+
+        def expected(workflow_type: str) -> float:
+            found = medians.get(workflow_type)
+            if found is None:
+                found = medians[workflow_type] = self.expected(workflow_type)
+            return found
+
         free_at = [
-            max(0.0, started + self.expected(key[1]) - now) for key, started in self.running.items()
+            max(0.0, started + expected(key[1]) - now) for key, started in self.running.items()
         ]
         free_at = sorted(free_at)[: self.max_concurrent]
         free_at += [0.0] * (self.max_concurrent - len(free_at))
@@ -112,7 +120,7 @@ class QueueProjection:
         entries = []
         for position, (key, connection_id) in enumerate(self.waiting.items(), start=1):
             start = heapq.heappop(free_at)
-            heapq.heappush(free_at, start + self.expected(key[1]))
+            heapq.heappush(free_at, start + expected(key[1]))
             entries.append(
                 QueueEntry(key[0], key[1], connection_id, position, length, round(start, 3))
             )
