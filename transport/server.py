@@ -39,7 +39,6 @@ from transport.http_api import LOCAL_ORIGIN, HttpAwareConnection
 log = logging.getLogger(__name__)
 
 WS_PATHS = frozenset({"/ws/trigger", "/ws"})
-CATCH_UP_TIMEOUT_S = 60.0  # a client that cannot take its catch-up in this long is dropped
 
 
 class TransportError(AdwdError):
@@ -210,6 +209,15 @@ class TransportActor(pykka.ThreadingActor):
         outbox = _LoopOutbox(self, connection_id)
         actor.tell(Opened(connection_id, outbox, since, epoch))
         try:
+            # Commands wait until the connection is up to date: a run it triggers
+            # then starts after its snapshot, so the client sees the run's every
+            # event (started...), never a state that already folded them in.
+            # (websockets answers protocol pings meanwhile; frames wait in its buffer.)
+            closed = asyncio.ensure_future(ws.wait_closed())
+            try:
+                await asyncio.wait([outbox.ready, closed], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closed.cancel()
             async for frame in ws:
                 # A subscribe must not let live messages slip ahead of its replay:
                 # pause here, before the actor even decodes it.
@@ -260,6 +268,7 @@ class _LoopOutbox:
     def __init__(self, transport: TransportActor, cid: str) -> None:
         self._t, self._cid = transport, cid
         self._last: asyncio.Task[None] | None = None
+        self.ready: asyncio.Future[None] = transport._loop.create_future()  # first catch-up done
 
     def send(self, frame: bytes) -> None:
         self._t._loop.call_soon_threadsafe(self._t._router.send_to, self._cid, frame)
@@ -276,15 +285,19 @@ class _LoopOutbox:
         async def run() -> None:
             if previous is not None:
                 await asyncio.wait([previous])
-            await catch_up(
-                self._t._router,
-                self._cid,
-                want,
-                explicit=explicit,
-                request_id=request_id,
-                events_path=self._t._events_path,
-                snapshot=self._t._snapshot,
-            )
+            try:
+                await catch_up(
+                    self._t._router,
+                    self._cid,
+                    want,
+                    explicit=explicit,
+                    request_id=request_id,
+                    events_path=self._t._events_path,
+                    snapshot=self._t._snapshot,
+                )
+            finally:
+                if not self.ready.done():
+                    self.ready.set_result(None)
 
         task = self._last = self._t._loop.create_task(run())
         self._t._tasks.add(task)

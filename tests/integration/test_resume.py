@@ -233,3 +233,22 @@ def test_subscribe_right_after_a_trigger_keeps_its_trigger_response(server: Runn
         board.send({"type": "subscribe", "data": {"since": 0}})
     responses = [board.wait_for(lambda m: m["type"] == "trigger_response") for _ in range(10)]
     assert [r["data"]["adw_id"] for r in responses] == [f"tr{i}" for i in range(10)]
+
+
+def test_a_trigger_sent_on_connect_sees_every_event_of_its_run(server: Running) -> None:
+    # The board triggers before its state has even arrived: the command waits for the
+    # connection's catch-up, so the run starts after the snapshot and the board gets
+    # trigger_response, then status_update "started"..., never a state that folded
+    # them in. (Before the fix, "started" went missing under load.)
+    for i in range(5):
+        board = server.client()
+        board.send({"type": "trigger_workflow",
+                    "data": {"workflow_type": "adw_plan_iso", "adw_id": f"now{i}"}})  # fmt: skip
+        board.wait_terminal(f"now{i}")
+        mine = [m for m in board.seen if m["data"].get("adw_id") == f"now{i}"]
+        types = [m["type"] for m in mine]
+        statuses = [m["data"]["status"] for m in mine if m["type"] == "status_update"]
+        assert types[0] == "trigger_response"
+        assert statuses[0] == "started"
+        assert statuses[-1] == "completed"
+        board.close()
