@@ -8,7 +8,9 @@ projection state: queue positions, and the snapshot a joining client gets.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
@@ -17,6 +19,7 @@ import msgspec
 import pykka
 from msgspec import Struct
 
+from actors.queuenotify import RunKey, Sent, queue_changes
 from actors.wireview import snapshot
 from events.codec import encode
 from events.store import StoredEvent
@@ -43,16 +46,30 @@ class _Settle(Struct, frozen=True):
     """Save the views and send queue changes for every batch folded so far."""
 
 
+class _QueueTick(Struct, frozen=True):
+    """Time to send the queue positions held back by the rate limit."""
+
+
 class ProjectionActor(pykka.ThreadingActor):
     """Owns the live projections and the views file."""
 
-    def __init__(self, *, projections: Projections, views: ViewStore, epoch: str) -> None:
+    def __init__(
+        self,
+        *,
+        projections: Projections,
+        views: ViewStore,
+        epoch: str,
+        queue_status_interval_s: float = 1.0,
+    ) -> None:
         super().__init__()
         self._p = projections
         self._views = views
         self._epoch = epoch
         self._deliver: Deliver | None = None
-        self._sent_positions: dict[tuple[str, str], int] = {}
+        self._sent: dict[RunKey, Sent] = {}  # what each waiting run's connection was told
+        self._queue_interval = queue_status_interval_s
+        self._timer: threading.Timer | None = None
+        self._timer_at = 0.0
         self._unsettled = False  # batches folded since the last save
 
     def on_receive(self, message: object) -> object:
@@ -66,10 +83,15 @@ class ProjectionActor(pykka.ThreadingActor):
             self._p.apply_all(message.events)
         elif isinstance(message, _Settle) and self._unsettled:
             self._settle()
+        elif isinstance(message, _QueueTick):
+            self._timer = None
+            self._send_queue_changes()
         return None
 
     def on_stop(self) -> None:
         """Save what the last batches changed (a stop can overtake their _Settle)."""
+        if self._timer is not None:
+            self._timer.cancel()
         if self._unsettled:
             self._views.save(self._p, self._epoch)
 
@@ -141,20 +163,33 @@ class ProjectionActor(pykka.ThreadingActor):
         return self._p.seq
 
     def _send_queue_changes(self) -> None:
-        """Tell each waiting run's connection when its position changed."""
+        """Tell each waiting run's connection when its position changed (rate-limited)."""
         if self._deliver is None:
             return
-        entries = self._p.queue.entries(time.time())
-        sent, self._sent_positions = self._sent_positions, {}
-        changed: list[tuple[str, bytes]] = []
-        for entry in entries:
-            key = (entry.adw_id, entry.workflow_type)
-            now = entry.position
-            self._sent_positions[key] = now
-            if sent.get(key) != now and entry.connection_id is not None:
-                changed.append((entry.connection_id, _frame(entry)))
-        if changed:
-            self._deliver(changed)
+        now = time.monotonic()
+        changes = queue_changes(
+            self._p.queue.entries(time.time()), self._sent, now, self._queue_interval
+        )
+        self._sent = changes.sent
+        if changes.wake_at is not None:
+            self._wake(changes.wake_at, now)
+        frames = [(e.connection_id, _frame(e)) for e in changes.send if e.connection_id]
+        if frames:
+            self._deliver(frames)
+
+    def _wake(self, at: float, now: float) -> None:
+        """Look at the queue again at monotonic time ``at`` (one timer, the earliest)."""
+        if self._timer is not None:
+            if self._timer_at <= at:
+                return
+            self._timer.cancel()
+        self._timer, self._timer_at = threading.Timer(max(0.0, at - now), self._tick), at
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _tick(self) -> None:  # on the timer's thread: only a tell
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(_QueueTick())
 
 
 def _frame(entry: QueueEntry, request_id: str | None = None) -> bytes:

@@ -461,15 +461,17 @@ def rounds() -> int:
 
 def bare_serve_options() -> dict[str, Any]:
     """``serve`` settings of the bare baselines: adwd's own (keepalive, frame limit and
-    compression as its default config has them)."""
+    permessage-deflate as its default config has them, same extension and threshold)."""
     from service.config import Config
+    from transport.deflate import server_extensions
 
-    compression = getattr(Config(), "compression", "deflate")
+    config = Config()
     return {
         "ping_interval": 20,
         "ping_timeout": 20,
         "max_size": 1024 * 1024,
-        "compression": None if compression == "off" else "deflate",
+        "compression": None,
+        "extensions": server_extensions(config.compression, config.compression_min_bytes),
     }
 
 

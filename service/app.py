@@ -70,7 +70,10 @@ class Service:
         projections = catch_up(views, store)
         runs = projections.runs
         projector = self._projector = ProjectionActor.start(
-            projections=projections, views=views, epoch=store.epoch
+            projections=projections,
+            views=views,
+            epoch=store.epoch,
+            queue_status_interval_s=cfg.queue_status_interval_s,
         )
         event_log = self._event_log = EventLogActor.start(
             store,
@@ -118,6 +121,7 @@ class Service:
             workflow_types=frozenset(catalogue),
             max_outbound_bytes=cfg.max_outbound_bytes,
             compression=cfg.compression,
+            compression_min_bytes=cfg.compression_min_bytes,
             connection_actors=cfg.connection_actors,
         )
         self.port = self._transport.proxy().port.get()

@@ -35,7 +35,9 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     shutdown_grace_s: Annotated[float, Meta(ge=0)] = 5.0
     max_outbound_bytes: Annotated[int, Meta(ge=4096)] = 4 * 1024 * 1024
     log_lines_per_s: Annotated[float, Meta(gt=0)] = 20.0
+    queue_status_interval_s: Annotated[float, Meta(ge=0)] = 1.0
     compression: Literal["deflate", "off"] = "deflate"
+    compression_min_bytes: Annotated[int, Meta(ge=0)] = 1024
     connection_actors: Annotated[int, Meta(ge=1, le=256)] = 4
     workflows: dict[str, WorkflowSpec] = {}
 

@@ -34,6 +34,7 @@ from events.errors import AdwdError, CloseCode
 from events.store import StoredEvent
 from events.wire import SubscribeData
 from transport.catchup import catch_up
+from transport.deflate import DEFAULT_MIN_SIZE, server_extensions
 from transport.http_api import LOCAL_ORIGIN, HttpAwareConnection
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class TransportActor(pykka.ThreadingActor):
         workflow_types: frozenset[str],
         max_outbound_bytes: int,
         compression: str = "deflate",
+        compression_min_bytes: int = DEFAULT_MIN_SIZE,
         connection_actors: int = 4,
     ) -> None:
         super().__init__()
@@ -69,7 +71,7 @@ class TransportActor(pykka.ThreadingActor):
         self._event_log = event_log
         self._projector = projector
         self._events_path = events_path
-        self._compression = compression
+        self._extensions = server_extensions(compression, compression_min_bytes)
         self._actors: list[pykka.ActorRef[ConnectionActor]] = []
         self._connection_actors = connection_actors
         self._tasks: set[asyncio.Task[None]] = set()
@@ -119,7 +121,8 @@ class TransportActor(pykka.ThreadingActor):
             ping_interval=20,
             ping_timeout=20,
             max_size=1024 * 1024,
-            compression=None if self._compression == "off" else "deflate",
+            compression=None,  # permessage-deflate comes from self._extensions
+            extensions=self._extensions,
             create_connection=functools.partial(HttpAwareConnection, route=self._route_update),
         )
 

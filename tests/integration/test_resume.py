@@ -166,7 +166,8 @@ def test_queue_status_on_position_change_and_on_request(
     start_service: Start, tmp_path: Path
 ) -> None:
     release, workflows = _sleep(tmp_path)
-    server = start_service(max_concurrent=1, workflows=workflows)
+    # Every change at once: the release ends the runs faster than any interval.
+    server = start_service(max_concurrent=1, workflows=workflows, queue_status_interval_s=0)
     board = server.client()
     for adw_id in ("q1", "q2", "q3"):
         board.trigger("adw_sleep", adw_id=adw_id)
@@ -199,6 +200,38 @@ def test_queue_status_on_position_change_and_on_request(
     idle.send({"type": "get_queue_status"})
     status = idle.wait_for(lambda m: m["type"] == "queue_status")
     assert (status["data"]["position"], status["data"]["queue_length"]) == (0, 0)
+
+
+def test_a_position_that_changes_quickly_is_sent_when_the_interval_ends(
+    start_service: Start, tmp_path: Path
+) -> None:
+    release, workflows = _sleep(tmp_path)
+    server = start_service(max_concurrent=1, workflows=workflows, queue_status_interval_s=0.5)
+    board = server.client()
+    for adw_id in ("h1", "h2", "h3"):  # h1 runs (held), h2 and h3 wait
+        board.trigger("adw_sleep", adw_id=adw_id)
+    board.wait_for(
+        lambda m: (
+            m["type"] == "queue_status"
+            and m["data"]["adw_id"] == "h3"
+            and m["data"]["position"] == 2  # (first 3, if h1's start was not yet committed)
+        )
+    )
+    board.send({"type": "cancel_workflow", "data": {"adw_id": "h2"}})
+    # h3 moves up at once, within the interval of the position it was told: the move
+    # is held back, then sent as it is when the interval ends.
+    moved = board.wait_for(
+        lambda m: (
+            m["type"] == "queue_status"
+            and m["data"]["adw_id"] == "h3"
+            and m["data"]["position"] == 1
+        )
+    )
+    assert moved["data"]["queue_length"] == 1
+    h3 = [m for m in board.seen if m["type"] == "queue_status" and m["data"]["adw_id"] == "h3"]
+    assert [m["data"]["position"] for m in h3][-2:] == [2, 1]
+    release.touch()
+    board.wait_terminal("h3")
 
 
 def test_workflow_metrics_at_start_and_end(server: Running) -> None:
