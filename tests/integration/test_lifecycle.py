@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from websockets.uri import parse_uri
 
 from actors.catalogue import WorkflowSpec
 from events.store import EventStore
-from tests.integration.conftest import TIMEOUT, Client, Running
+from service.app import SWITCH_INTERVAL_S
+from tests.integration.conftest import TIMEOUT, Client, Running, services
 
 
 @pytest.fixture
@@ -121,3 +123,14 @@ def test_a_client_that_does_not_read_is_dropped_and_others_keep_up(
     sock.close()
     assert slow.close_rcvd is not None
     assert slow.close_rcvd.code == 1013
+
+
+def test_the_switch_interval_is_short_while_services_run(tmp_path: Path) -> None:
+    before = sys.getswitchinterval()
+    with services(tmp_path / "one") as start:
+        start()
+        assert sys.getswitchinterval() == min(before, SWITCH_INTERVAL_S)
+        with services(tmp_path / "two") as start_another:
+            start_another()
+        assert sys.getswitchinterval() == min(before, SWITCH_INTERVAL_S)  # one still runs
+    assert sys.getswitchinterval() == before
