@@ -167,13 +167,21 @@ class ProjectionActor(pykka.ThreadingActor):
         if self._deliver is None:
             return
         now = time.monotonic()
-        changes = queue_changes(
-            self._p.queue.entries(time.time()), self._sent, now, self._queue_interval
-        )
+        queue = self._p.queue
+        changes = queue_changes(queue.waiting, self._sent, now, self._queue_interval)
         self._sent = changes.sent
         if changes.wake_at is not None:
             self._wake(changes.wake_at, now)
-        frames = [(e.connection_id, _frame(e)) for e in changes.send if e.connection_id]
+        if not changes.send:
+            return  # most passes: the estimate (a simulation of the queue) is not needed
+        waits = queue.waits(time.time())
+        length = len(queue.waiting)
+        frames = []
+        for key, position in changes.send:
+            connection_id = queue.waiting[key]
+            if connection_id is not None:
+                entry = QueueEntry(*key, connection_id, position, length, waits[position - 1])
+                frames.append((connection_id, _frame(entry)))
         if frames:
             self._deliver(frames)
 

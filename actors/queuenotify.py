@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from projections.queue import QueueEntry
-
 RunKey = tuple[str, str]
 
 
@@ -32,28 +30,28 @@ class Sent:
 class Changes:
     """The outcome of one pass over the queue."""
 
-    send: list[QueueEntry]  # entries to send now
+    send: list[tuple[RunKey, int]]  # (run, position) to send now
     sent: dict[RunKey, Sent]  # the new state: only runs still waiting
     wake_at: float | None  # when to look again for changes held back, if any
 
 
 def queue_changes(
-    entries: Iterable[QueueEntry], sent: dict[RunKey, Sent], now: float, interval: float
+    waiting: Iterable[RunKey], sent: dict[RunKey, Sent], now: float, interval: float
 ) -> Changes:
-    """Compare the queue with what each run's connection was last told."""
-    send: list[QueueEntry] = []
+    """Compare the queue (waiting runs, first to start first) with what each run's
+    connection was last told."""
+    send: list[tuple[RunKey, int]] = []
     kept: dict[RunKey, Sent] = {}
     wake_at: float | None = None
-    for entry in entries:
-        key = (entry.adw_id, entry.workflow_type)
+    for position, key in enumerate(waiting, start=1):
         last = sent.get(key)
-        if last is not None and last.position == entry.position:
+        if last is not None and last.position == position:
             kept[key] = last
         elif last is not None and now - last.at < interval:
             kept[key] = last  # moved, but told too recently: look again when allowed
             due = last.at + interval
             wake_at = due if wake_at is None else min(wake_at, due)
         else:
-            kept[key] = Sent(entry.position, now)
-            send.append(entry)
+            kept[key] = Sent(position, now)
+            send.append((key, position))
     return Changes(send, kept, wake_at)

@@ -86,12 +86,14 @@ class MetricsProjection:
     """Per type aggregates, folded from terminal events."""
 
     types: dict[str, TypeMetrics] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set, compare=False, repr=False)  # unsaved types
 
     def handlers(self) -> dict[type, Callable[[StoredEvent, Any], None]]:
         """The events this projection folds, and how."""
         return {RunCompleted: self._completed, RunFailed: self._failed}
 
     def _type(self, workflow_type: str) -> TypeMetrics:
+        self.dirty.add(workflow_type)
         metrics = self.types.get(workflow_type)
         if metrics is None:
             metrics = self.types[workflow_type] = TypeMetrics()

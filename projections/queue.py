@@ -95,13 +95,22 @@ class QueueProjection:
 
     def entries(self, now: float) -> list[QueueEntry]:
         """Every waiting run with its position and estimated wait at time ``now``."""
+        waits = self.waits(now)
+        length = len(self.waiting)
+        return [
+            QueueEntry(key[0], key[1], connection_id, position, length, waits[position - 1])
+            for position, (key, connection_id) in enumerate(self.waiting.items(), start=1)
+        ]
+
+    def waits(self, now: float) -> list[float]:
+        """Each waiting run's estimated wait at ``now``, in queue order."""
         return self._schedule(now)[0]
 
     def wait_for_new(self, now: float) -> float:
         """Estimated wait of a run triggered now, behind everything queued."""
         return round(self._schedule(now)[1][0], 3)
 
-    def _schedule(self, now: float) -> tuple[list[QueueEntry], list[float]]:
+    def _schedule(self, now: float) -> tuple[list[float], list[float]]:
         medians: dict[str, float] = {}  # one median per type, not one per waiting run
 
         def expected(workflow_type: str) -> float:
@@ -116,12 +125,9 @@ class QueueProjection:
         free_at = sorted(free_at)[: self.max_concurrent]
         free_at += [0.0] * (self.max_concurrent - len(free_at))
         heapq.heapify(free_at)
-        length = len(self.waiting)
-        entries = []
-        for position, (key, connection_id) in enumerate(self.waiting.items(), start=1):
+        waits = []
+        for workflow_type in (key[1] for key in self.waiting):
             start = heapq.heappop(free_at)
-            heapq.heappush(free_at, start + expected(key[1]))
-            entries.append(
-                QueueEntry(key[0], key[1], connection_id, position, length, round(start, 3))
-            )
-        return entries, free_at
+            heapq.heappush(free_at, start + expected(workflow_type))
+            waits.append(round(start, 3))
+        return waits, free_at

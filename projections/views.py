@@ -110,7 +110,9 @@ class ViewStore:
         dirty = [runs.runs[key] for key in runs.dirty if key in runs.runs] + runs.retired
         runs.dirty, runs.retired = set(), []
         audit = projections.audit.take()
-        types = projections.metrics.types
+        metrics = projections.metrics
+        types = {name: metrics.types[name] for name in metrics.dirty}
+        metrics.dirty = set()
         try:
             with self._conn:
                 self._conn.executemany(

@@ -7,19 +7,15 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.queuenotify import Sent, queue_changes
-from projections.queue import QueueEntry
+from actors.queuenotify import RunKey, Sent, queue_changes
 
 
-def _queue(*adw_ids: str) -> list[QueueEntry]:
-    return [
-        QueueEntry(a, "t", f"c-{a}", position, len(adw_ids), 0.0)
-        for position, a in enumerate(adw_ids, start=1)
-    ]
+def _queue(*adw_ids: str) -> list[RunKey]:
+    return [(a, "t") for a in adw_ids]
 
 
-def _told(changes_send: list[QueueEntry]) -> dict[str, int]:
-    return {e.adw_id: e.position for e in changes_send}
+def _told(changes_send: list[tuple[RunKey, int]]) -> dict[str, int]:
+    return {key[0]: position for key, position in changes_send}
 
 
 def test_new_runs_are_told_at_once_and_a_quick_move_waits() -> None:
@@ -75,8 +71,8 @@ def test_last_told_is_the_position_once_quiet(
         queue = list(order)[:length]
         told_at = {a: t for a, t in told_at.items() if a in queue}  # left: a new run if back
         changes = queue_changes(_queue(*queue), sent, now, interval)
-        for e in changes.send:
-            told_at.setdefault(e.adw_id, []).append(now)
+        for (adw_id, _), _position in changes.send:
+            told_at.setdefault(adw_id, []).append(now)
         sent = changes.sent
     now += interval
     changes = queue_changes(_queue(*queue), sent, now, interval)
