@@ -2,8 +2,8 @@
 
 Runs on the transport's asyncio thread (the EventLogActor hands it each
 committed batch with ``call_soon_threadsafe``). Each message is encoded once
-and written to every follower with ``websockets.broadcast``; routing one
-broadcast through per-connection actors would cost a thread hand-off per
+and written to every follower from here, as ``websockets.broadcast`` does;
+routing it through per-connection actors would cost a thread hand-off per
 delivery (ARCHITECTURE.md, measured facts).
 
 A connection starts *paused*: live messages for it are buffered while its
@@ -13,6 +13,11 @@ buffer is flushed without what that catch-up already covered (seq <=
 pauses again, and live delivery starts only when both are done. So a client
 sees every event once, in order, with no gap at the
 seam between catch-up and live.
+
+Frames go out in one socket write per connection per hand-off (a committed
+batch, a round of queue_status, a flushed pause buffer): on this
+multi-threaded process each write gives up the GIL and waits to win it back,
+so the number of writes, not of frames, is what the loop pays for.
 
 Every connection's outbound data is bounded: a client whose unsent bytes
 (socket buffer, or pause buffer) exceed ``max_outbound_bytes`` is closed
@@ -27,8 +32,9 @@ import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from actors.wireview import wire_messages
 from events.errors import CloseCode
@@ -37,7 +43,7 @@ from events.store import StoredEvent
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: a key of the pending writes
 class _Conn:
     ws: ServerConnection
     follows: frozenset[str] | None = None  # None: every run
@@ -57,6 +63,7 @@ class Router:
         self._max_outbound = max_outbound_bytes
         self.slow_disconnects = 0
         self._closing: set[asyncio.Task[None]] = set()
+        self._out: dict[_Conn, list[bytes]] = {}  # frames to write at the end of this hand-off
 
     def add(self, connection_id: str, ws: ServerConnection) -> None:
         """Register a connection, paused until its catch-up is done."""
@@ -109,7 +116,8 @@ class Router:
             # A subscribe may have narrowed what it follows while these waited.
             wanted = follows is None or adw_id is None or adw_id in follows
             if addressed or (seq > upto and wanted):
-                self._deliver([conn], frame)
+                self._queue(conn, frame)
+        self._write_out()
 
     def cursor(self, connection_id: str) -> int:
         """The seq a connection has been brought up to (0 if unknown)."""
@@ -142,47 +150,66 @@ class Router:
                     conn = self._conns.get(target)
                     if conn is not None:
                         self._route([conn], stored.seq, frame, adw_id, addressed=True)
+        self._write_out()
 
     def send_to(self, connection_id: str, frame: bytes) -> None:
         """Send a frame that is not part of the event stream (pong, error, queue_status)."""
-        conn = self._conns.get(connection_id)
-        if conn is not None:
-            self._deliver([conn], frame)
+        self.send_each([(connection_id, frame)])
 
     def send_each(self, frames: Sequence[tuple[str, bytes]]) -> None:
         """Send several frames, each to its connection (one loop hand-off for all)."""
         for connection_id, frame in frames:
-            self.send_to(connection_id, frame)
+            conn = self._conns.get(connection_id)
+            if conn is not None:
+                self._queue(conn, frame)
+        self._write_out()
 
     def _route(
         self, conns: list[_Conn], seq: int, frame: bytes, adw_id: str | None, *, addressed: bool
     ) -> None:
-        live = []
         for conn in conns:
             if conn.buffer is None:
-                live.append(conn)
+                self._queue(conn, frame)
                 conn.cursor = seq
                 continue
             conn.buffer.append((seq, frame, addressed, adw_id))
             conn.buffered += len(frame)
             if conn.buffered > self._max_outbound:
                 self._drop_slow(conn)
-        self._deliver(live, frame)
 
-    def _deliver(self, conns: list[_Conn], frame: bytes) -> None:
-        ready, slow = [], []
-        for conn in conns:
-            transport = conn.ws.transport
-            if transport is not None and transport.get_write_buffer_size() > self._max_outbound:
+    def _queue(self, conn: _Conn, frame: bytes) -> None:
+        frames = self._out.get(conn)
+        if frames is None:
+            self._out[conn] = [frame]
+        else:
+            frames.append(frame)
+
+    def _write_out(self) -> None:
+        """Write each connection's queued frames in one go (text frames: browsers hand
+        binary ones over as Blobs)."""
+        out, self._out = self._out, {}
+        slow = []
+        for conn, frames in out.items():
+            ws = conn.ws
+            transport = ws.transport
+            if transport is None or ws.protocol.state is not State.OPEN:
+                continue  # closing: its handler ends and removes it
+            if transport.get_write_buffer_size() > self._max_outbound:
                 slow.append(conn)
-            else:
-                ready.append(conn.ws)
-        # JSON goes out as text frames: browsers hand binary frames over as Blobs.
-        broadcast(ready, frame, text=True)
+                continue
+            # As websockets.broadcast() does, through the connection's Sans-I/O
+            # protocol (which compresses), but one write for all the frames.
+            try:
+                for frame in frames:
+                    ws.protocol.send_text(frame)
+                transport.write(b"".join(ws.protocol.data_to_send()))
+            except Exception as exc:  # a transport failing mid-write: the peer is gone
+                log.warning("could not write to %s: %s", ws.remote_address, exc)
         for conn in slow:  # after the loop: dropping changes the table being iterated
             self._drop_slow(conn)
 
     def _drop_slow(self, conn: _Conn) -> None:
+        self._out.pop(conn, None)
         for connection_id, other in list(self._conns.items()):
             if other is conn:
                 del self._conns[connection_id]
