@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 import pykka
 
+from actors.base import Actor
 from actors.messages import Cancel, Closed, Inbound, Opened, Outbox, Reject, Trigger
 from events.codec import decode_client, encode
 from events.domain import TriggerRejected
@@ -54,7 +55,7 @@ class _Session:
     principal: str = "anonymous"
 
 
-class ConnectionActor(pykka.ThreadingActor):
+class ConnectionActor(Actor):
     """Decodes, validates and dispatches the frames of the connections it serves.
 
     One actor serves many connections (the transport spreads them over a few

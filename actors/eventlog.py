@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-import pykka
-
+from actors.base import Actor
 from actors.messages import Append, Flush
 from events.errors import StoreError
 from events.store import EventStore, NewEvent, StoredEvent
@@ -23,7 +22,7 @@ log = logging.getLogger(__name__)
 Subscriber = Callable[[Sequence[StoredEvent]], None]
 
 
-class EventLogActor(pykka.ThreadingActor):
+class EventLogActor(Actor):
     """Owns the write connection; commits in groups; publishes committed batches."""
 
     def __init__(

@@ -19,6 +19,7 @@ import msgspec
 import pykka
 from msgspec import Struct
 
+from actors.base import Actor
 from actors.queuenotify import RunKey, Sent, queue_changes
 from actors.wireview import snapshot
 from events.codec import encode
@@ -50,7 +51,7 @@ class _QueueTick(Struct, frozen=True):
     """Time to send the queue positions held back by the rate limit."""
 
 
-class ProjectionActor(pykka.ThreadingActor):
+class ProjectionActor(Actor):
     """Owns the live projections and the views file."""
 
     def __init__(

@@ -25,6 +25,7 @@ from actors.admission import (
     repeat_answer,
     runs_to_start,
 )
+from actors.base import Actor
 from actors.catalogue import WorkflowSpec, plan_launch
 from actors.messages import Append, Cancel, Listening, Reject, RunEnded, Stop, Trigger
 from actors.workflow import WorkflowActor
@@ -54,7 +55,7 @@ def new_adw_id() -> str:
     return secrets.token_hex(4)
 
 
-class SchedulerActor(pykka.ThreadingActor):
+class SchedulerActor(Actor):
     """Owns the queue and the running set; the only starter of runs."""
 
     def __init__(

@@ -23,6 +23,7 @@ from typing import IO
 import msgspec
 import pykka
 
+from actors.base import Actor
 from actors.catalogue import LaunchPlan
 from actors.messages import (
     Append,
@@ -55,7 +56,7 @@ from projections.stages import STAGES, next_stage, stage_of
 log = logging.getLogger(__name__)
 
 
-class WorkflowActor(pykka.ThreadingActor):
+class WorkflowActor(Actor):
     """Runs one workflow run from spawn to its one terminal event."""
 
     def __init__(

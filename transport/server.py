@@ -27,6 +27,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from actors.base import Actor
 from actors.connection import ConnectionActor
 from actors.messages import Closed, Inbound, Opened
 from actors.router import Router
@@ -46,7 +47,7 @@ class TransportError(AdwdError):
     """The server could not listen (address in use, permission...)."""
 
 
-class TransportActor(pykka.ThreadingActor):
+class TransportActor(Actor):
     """Runs the asyncio loop thread and bridges it to the actors."""
 
     def __init__(
