@@ -34,7 +34,7 @@ from actors.router import Router
 from events.errors import AdwdError, CloseCode
 from events.store import StoredEvent
 from events.wire import SubscribeData
-from transport.catchup import catch_up
+from transport.catchup import Readers, catch_up
 from transport.deflate import DEFAULT_MIN_SIZE, server_extensions
 from transport.http_api import LOCAL_ORIGIN, HttpAwareConnection
 
@@ -71,7 +71,9 @@ class TransportActor(Actor):
         self._scheduler = scheduler
         self._event_log = event_log
         self._projector = projector
-        self._events_path = events_path
+        # One proxy, made once: pykka introspects the actor for every new proxy.
+        self._ask_projector = projector.proxy()
+        self._readers = Readers(events_path)
         self._extensions = server_extensions(compression, compression_min_bytes)
         self._actors: list[pykka.ActorRef[ConnectionActor]] = []
         self._connection_actors = connection_actors
@@ -136,9 +138,7 @@ class TransportActor(Actor):
     def _snapshot(self, adw_ids: frozenset[str] | None) -> tuple[int, list[bytes]]:
         """The projector's current state of the runs followed (called off the loop)."""
         try:
-            result: tuple[int, list[bytes]] = (
-                self._projector.proxy().snapshot(adw_ids).get(timeout=30)
-            )
+            result: tuple[int, list[bytes]] = self._ask_projector.snapshot(adw_ids).get(timeout=30)
         except (pykka.ActorDeadError, pykka.Timeout):  # shutting down
             return 0, []
         return result
@@ -177,7 +177,7 @@ class TransportActor(Actor):
 
         async def ask(call: Callable[[Any], Any]) -> Any:
             # The projector answers in its own thread; wait for it off the loop.
-            future = call(self._projector.proxy())
+            future = call(self._ask_projector)
             return await loop.run_in_executor(None, functools.partial(future.get, timeout=10))
 
         if path == "/health":
@@ -250,6 +250,7 @@ class TransportActor(Actor):
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+        self._readers.close()
         for actor in self._actors:
             actor.stop()
 
@@ -296,7 +297,7 @@ class _LoopOutbox:
                     want,
                     explicit=explicit,
                     request_id=request_id,
-                    events_path=self._t._events_path,
+                    readers=self._t._readers,
                     snapshot=self._t._snapshot,
                 )
             finally:
