@@ -19,7 +19,9 @@ behind accumulates the same backlog).
 Delivered messages per second = deliveries / (last receive - first
 timestamp). Traffic is bounded: the clients stop counting WINDOW s after the
 first delivery (SECONDS + DRAIN), so an overloaded side is measured over the
-same time and its backlog is dropped. Goal: adwd >= 50% of the baseline's
+same time and its backlog is dropped. The result also holds the clients'
+process's CPU share while counting (``client_cpu``): near 1.0 the clients,
+not the server, set the pace. Goal: adwd >= 50% of the baseline's
 throughput (ratio <= 2). Each figure is the median of 3 rounds (1 in quick mode).
 
 ``ADWD_BENCH_QUICK=1`` makes everything small; ``ADWD_BENCH_FANOUT_CLIENTS``,
@@ -138,7 +140,7 @@ def run() -> list[dict[str, object]]:
     clients = int(setting("fanout_clients", 1000, 100))
     rate = setting("fanout_rate", 2000, 100)
     seconds = setting("fanout_seconds", 5, 2)
-    keys = ("per_s", "p50_s", "p99_s", "delivered")
+    keys = ("per_s", "p50_s", "p99_s", "delivered", "client_cpu")
     got: dict[str, list[float]] = {f"{s}{k}": [] for s in "ab" for k in keys}
     closed: list[dict[str, int]] = []
     with tempfile.TemporaryDirectory(prefix="adwd-bench-fanout-") as tmp_name:
@@ -163,6 +165,10 @@ def run() -> list[dict[str, object]]:
         adwd_delivered=got["adelivered"],
         baseline_delivered=got["bdelivered"],
         adwd_closed=closed,
+        # The clients' process's share of a CPU while counting: ~1.0 means the
+        # clients, not the server, set the pace (this machine has 2 cores).
+        adwd_client_cpu=got["aclient_cpu"],
+        baseline_client_cpu=got["bclient_cpu"],
     )
     return [
         throughput,
