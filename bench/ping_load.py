@@ -14,7 +14,9 @@ on 127.0.0.1.
   group-commits one row per trigger (same 8-column row, WAL,
   ``synchronous=FULL``) in a writer thread and then answers the same
   ``trigger_response`` JSON: the floor of any persist-then-reply design.
-  Information only (no goal).
+  Run twice on adwd: with ``/bin/true`` runs starting as fast as they end,
+  and with runs held back (the first sleeps, ``max_concurrent = 1``) to
+  measure the trigger path alone. Information only (no goal).
 
 Each figure is the median of 3 rounds (1 in quick mode), each round with a fresh service.
 ``ADWD_BENCH_QUICK=1`` makes everything small; ``ADWD_BENCH_PING_CLIENTS``,
@@ -193,12 +195,16 @@ class _NoDeadSocketNoise(logging.Filter):
         return record.getMessage() != "socket.send() raised exception."
 
 
-def _trigger_round(r: int, clients: int, per_client: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def _trigger_round(
+    r: int, clients: int, per_client: int
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """adwd with runs of /bin/true, adwd with runs held back, and the bare floor."""
     options = {
         "clients": clients, "per_client": per_client, "workflow": "adw_true",
         "prefix": f"r{r}c", "subscribe": True,
     }  # fmt: skip
     timeout = 120 + clients * per_client / 10
+    held = _held_round(options, timeout)
     with tempfile.TemporaryDirectory(prefix="adwd-bench-trigger-") as tmp:
         config = Config(
             port=0,
@@ -223,7 +229,30 @@ def _trigger_round(r: int, clients: int, per_client: int) -> tuple[dict[str, Any
         finally:
             floor.close(bare)
             bare.stop()
-    return adwd, base
+    return adwd, held, base
+
+
+def _held_round(options: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """The trigger path alone: one run starts and sleeps, every other one waits."""
+    with tempfile.TemporaryDirectory(prefix="adwd-bench-held-") as tmp:
+        config = Config(
+            port=0,
+            data_dir=tmp,
+            max_concurrent=1,
+            max_queue=1_000_000,
+            workflows={
+                "adw_true": WorkflowSpec(argv=(shutil.which("sleep") or "/bin/sleep", "600"))
+            },
+            python=sys.executable,
+            shutdown_grace_s=1.0,
+        )
+        service = Service(config)
+        service.start()
+        try:
+            url = f"ws://127.0.0.1:{service.port}/ws/trigger"
+            return LoadGen("trigger", url, **options).result(timeout)
+        finally:
+            service.stop()
 
 
 def run_ping() -> list[dict[str, object]]:
@@ -263,12 +292,12 @@ def _run_triggers() -> list[dict[str, object]]:
     clients = int(setting("trigger_clients", 200, 20))
     per_client = int(setting("triggers_per_client", 10, 3))
     keys = ("p50_s", "p99_s", "accepted_per_s")
-    got: dict[str, list[float]] = {f"{s}{k}": [] for s in "ab" for k in keys}
+    got: dict[str, list[float]] = {f"{s}{k}": [] for s in "ahb" for k in keys}
     for r in range(rounds()):
-        adwd, base = _trigger_round(r, clients, per_client)
+        adwd, held, base = _trigger_round(r, clients, per_client)
         if adwd["accepted"] != clients * per_client:
             print(f"trigger round {r}: adwd accepted {adwd['accepted']} of {adwd['triggers']}")
-        for side, doc in (("a", adwd), ("b", base)):
+        for side, doc in (("a", adwd), ("h", held), ("b", base)):
             for k in keys:
                 got[f"{side}{k}"].append(doc[k])
     ms = 1e3
@@ -280,6 +309,10 @@ def _run_triggers() -> list[dict[str, object]]:
             cost=True),
         row(f"accepted triggers/s ({clients} clients)", median(got["aaccepted_per_s"]),
             median(got["baccepted_per_s"]), "/s", cost=False),
+        row(f"{label} p50, runs held back", median(got["hp50_s"]) * ms,
+            median(got["bp50_s"]) * ms, "ms", cost=True),
+        row(f"accepted triggers/s ({clients} clients), runs held back",
+            median(got["haccepted_per_s"]), median(got["baccepted_per_s"]), "/s", cost=False),
     ]  # fmt: skip
 
 
