@@ -47,6 +47,9 @@ class _Settle(Struct, frozen=True):
     """Save the views and send queue changes for every batch folded so far."""
 
 
+QUEUE_PASS_S = 0.02  # at most 50 passes over the queue per second
+
+
 class _QueueTick(Struct, frozen=True):
     """Time to send the queue positions held back by the rate limit."""
 
@@ -71,6 +74,7 @@ class ProjectionActor(Actor):
         self._queue_interval = queue_status_interval_s
         self._timer: threading.Timer | None = None
         self._timer_at = 0.0
+        self._last_pass = float("-inf")  # monotonic time of the last queue pass
         self._unsettled = False  # batches folded since the last save
 
     def on_receive(self, message: object) -> object:
@@ -168,6 +172,14 @@ class ProjectionActor(Actor):
         if self._deliver is None:
             return
         now = time.monotonic()
+        # A pass costs O(queue length); under a burst of triggers there is a settle
+        # every few ms. With a rate limit in force, passes come at most every
+        # QUEUE_PASS_S (the held-back changes are sent by the next one).
+        pass_every = min(self._queue_interval, QUEUE_PASS_S)
+        if now - self._last_pass < pass_every:
+            self._wake(self._last_pass + pass_every, now)
+            return
+        self._last_pass = now
         queue = self._p.queue
         changes = queue_changes(queue.waiting, self._sent, now, self._queue_interval)
         self._sent = changes.sent

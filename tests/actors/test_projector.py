@@ -43,7 +43,9 @@ def _queue(store: EventStore, adw_id: str, connection_id: str) -> list[StoredEve
 
 def test_batches_queued_behind_a_busy_actor_settle_once(store: EventStore, tmp_path: Path) -> None:
     views = CountingViews(tmp_path / "views.db")
-    actor = ProjectionActor.start(projections=Projections(), views=views, epoch=store.epoch)
+    actor = ProjectionActor.start(
+        projections=Projections(), views=views, epoch=store.epoch, queue_status_interval_s=0
+    )
     delivered: list[list[tuple[str, bytes]]] = []
     busy, release = threading.Event(), threading.Event()
 
@@ -79,4 +81,28 @@ def test_stopping_saves_what_was_folded(store: EventStore, tmp_path: Path) -> No
     actor.stop()
     assert views.checkpoint() == (5, store.epoch)
     assert [v.key[0] for v in views.runs_of("run4")] == ["run4"]
+    views.close()
+
+
+def test_a_run_queued_right_after_a_pass_is_told_by_the_next(
+    store: EventStore, tmp_path: Path
+) -> None:
+    # Passes over the queue are rate-limited: the second run's batch settles within
+    # QUEUE_PASS_S of the first pass, so a timer's pass tells its connection.
+    views = ViewStore(tmp_path / "views.db")
+    actor = ProjectionActor.start(projections=Projections(), views=views, epoch=store.epoch)
+    told: dict[str, threading.Event] = {"c1": threading.Event(), "c2": threading.Event()}
+
+    def deliver(frames: list[tuple[str, bytes]]) -> None:
+        for connection_id, _frame in frames:
+            told[connection_id].set()
+
+    try:
+        actor.proxy().attach(deliver).get(timeout=TIMEOUT)
+        actor.tell(Committed(_queue(store, "one", "c1")))
+        assert told["c1"].wait(TIMEOUT)
+        actor.tell(Committed(_queue(store, "two", "c2")))  # (almost surely) within 20 ms
+        assert told["c2"].wait(TIMEOUT)
+    finally:
+        actor.stop()
     views.close()
