@@ -47,7 +47,7 @@ def queue_changes(
         last = sent.get(key)
         if last is not None and last.position == position:
             kept[key] = last
-        elif last is not None and now - last.at < interval:
+        elif last is not None and now < last.at + interval:  # (the same sum as wake_at)
             kept[key] = last  # moved, but told too recently: look again when allowed
             due = last.at + interval
             wake_at = due if wake_at is None else min(wake_at, due)

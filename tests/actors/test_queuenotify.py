@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from actors.queuenotify import RunKey, Sent, queue_changes
@@ -48,6 +48,12 @@ def test_interval_zero_sends_every_change() -> None:
         sent = changes.sent
 
 
+@example(  # a float edge: the quiet interval ends exactly when the last move is due
+    [(list("abcdef"), 1, 0.0), (list("abcdef"), 1, 3.0), (list("abcdef"), 1, 1.9304621836440328),
+     (list("abcdef"), 1, 1.166698315797265), (list("abcdef"), 1, 1.0572459506928957),
+     (list("acbdef"), 3, 0.5), (list("abcdef"), 2, 0.0)],
+    0.5,
+)  # fmt: skip
 @given(
     st.lists(
         st.tuples(st.permutations("abcdef"), st.integers(1, 6), st.floats(0, 3)),
