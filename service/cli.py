@@ -145,6 +145,10 @@ def _events(args: argparse.Namespace) -> int:
         types=tuple(args.type or ()),
     )
     console = None if args.json else _console()
+    if args.follow:
+        # Ctrl-C ends a follow even when started with SIGINT ignored (as a
+        # non-interactive shell starts background jobs): it is how one stops it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     with open_events(_data_dir(args)) as store:
         events = follow_events(store, query) if args.follow else select_events(store, query)
         try:
