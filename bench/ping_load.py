@@ -204,24 +204,12 @@ def _trigger_round(
         "prefix": f"r{r}c", "subscribe": True,
     }  # fmt: skip
     timeout = 120 + clients * per_client / 10
-    held = _held_round(options, timeout)
+    true = (shutil.which("true") or "/bin/true",)
+    adwd = _adwd_triggers(options, timeout, argv=true, max_concurrent=4)
+    # The trigger path alone: one run starts and sleeps, every other one waits.
+    sleep = (shutil.which("sleep") or "/bin/sleep", "600")
+    held = _adwd_triggers(options, timeout, argv=sleep, max_concurrent=1)
     with tempfile.TemporaryDirectory(prefix="adwd-bench-trigger-") as tmp:
-        config = Config(
-            port=0,
-            data_dir=tmp,
-            max_concurrent=4,
-            max_queue=1_000_000,
-            workflows={"adw_true": WorkflowSpec(argv=(shutil.which("true") or "/bin/true",))},
-            python=sys.executable,
-            shutdown_grace_s=1.0,
-        )
-        service = Service(config)
-        service.start()
-        try:
-            url = f"ws://127.0.0.1:{service.port}/ws/trigger"
-            adwd = LoadGen("trigger", url, **options).result(timeout)
-        finally:
-            service.stop()
         floor = _GroupCommitTriggers(Path(tmp) / "bare.db")
         bare = BareServer(floor.handler)
         try:
@@ -232,17 +220,17 @@ def _trigger_round(
     return adwd, held, base
 
 
-def _held_round(options: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """The trigger path alone: one run starts and sleeps, every other one waits."""
-    with tempfile.TemporaryDirectory(prefix="adwd-bench-held-") as tmp:
+def _adwd_triggers(
+    options: dict[str, Any], timeout: float, *, argv: tuple[str, ...], max_concurrent: int
+) -> dict[str, Any]:
+    """The trigger load against an in-process service whose workflow runs ``argv``."""
+    with tempfile.TemporaryDirectory(prefix="adwd-bench-trigger-") as tmp:
         config = Config(
             port=0,
             data_dir=tmp,
-            max_concurrent=1,
+            max_concurrent=max_concurrent,
             max_queue=1_000_000,
-            workflows={
-                "adw_true": WorkflowSpec(argv=(shutil.which("sleep") or "/bin/sleep", "600"))
-            },
+            workflows={"adw_true": WorkflowSpec(argv=argv)},
             python=sys.executable,
             shutdown_grace_s=1.0,
         )

@@ -49,15 +49,6 @@ def _append(reason: str) -> Append:
     return Append([NewEvent("system", ServiceStopped(reason=reason))])
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[EventStore]:
-    s = EventStore(tmp_path / "events.db")
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 Spawn = Callable[..., pykka.ActorRef[EventLogActor]]
 
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from actors.projector import Committed, ProjectionActor
 from events.domain import RunQueued
@@ -25,15 +22,6 @@ class CountingViews(ViewStore):
     def save(self, projections: Projections, epoch: str) -> None:
         self.saves += 1
         super().save(projections, epoch)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[EventStore]:
-    s = EventStore(tmp_path / "events.db")
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _queue(store: EventStore, adw_id: str, connection_id: str) -> list[StoredEvent]:

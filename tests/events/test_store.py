@@ -31,15 +31,6 @@ new_events = st.builds(
 batches = st.lists(st.lists(new_events, min_size=1, max_size=5), max_size=6)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[EventStore]:
-    s = EventStore(tmp_path / "events.db")
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 def _stopped(reason: str, stream: str = "system") -> NewEvent:
     return NewEvent(stream, ServiceStopped(reason=reason))
 

@@ -50,6 +50,17 @@ def _finished(client: Client, adw_id: str) -> None:
     )
 
 
+def _position(client: Client, adw_id: str, position: int) -> dict[str, Any]:
+    """Wait for the queue_status telling ``adw_id`` it is at ``position``."""
+    return client.wait_for(
+        lambda m: (
+            m["type"] == "queue_status"
+            and m["data"]["adw_id"] == adw_id
+            and m["data"]["position"] == position
+        )
+    )
+
+
 def _sleep(tmp_path: Path) -> tuple[Path, dict[str, WorkflowSpec]]:
     release = tmp_path / "release"
     return release, {"adw_sleep": WorkflowSpec(env={"ADW_RELEASE_FILE": str(release)})}
@@ -172,13 +183,7 @@ def test_queue_status_on_position_change_and_on_request(
     for adw_id in ("q1", "q2", "q3"):
         board.trigger("adw_sleep", adw_id=adw_id)
     # (q3 may first see position 3: q1 counts as waiting until its start is committed.)
-    q3 = board.wait_for(
-        lambda m: (
-            m["type"] == "queue_status"
-            and m["data"]["adw_id"] == "q3"
-            and m["data"]["position"] == 2
-        )
-    )
+    q3 = _position(board, "q3", 2)
     assert q3["data"]["queue_length"] == 2
     assert q3["data"]["estimated_wait_time"] >= 0
     board.unclaimed = [m for m in board.unclaimed if m["type"] != "queue_status"]
@@ -186,13 +191,7 @@ def test_queue_status_on_position_change_and_on_request(
     asked = [board.wait_for(lambda m: m["type"] == "queue_status") for _ in range(2)]
     assert {(m["data"]["adw_id"], m["data"]["position"]) for m in asked} == {("q2", 1), ("q3", 2)}
     release.touch()  # q1 ends, q2 starts: q3 moves up
-    moved = board.wait_for(
-        lambda m: (
-            m["type"] == "queue_status"
-            and m["data"]["adw_id"] == "q3"
-            and m["data"]["position"] == 1
-        )
-    )
+    moved = _position(board, "q3", 1)
     assert moved["data"]["queue_length"] == 1
     board.wait_terminal("q3")
 
@@ -210,23 +209,11 @@ def test_a_position_that_changes_quickly_is_sent_when_the_interval_ends(
     board = server.client()
     for adw_id in ("h1", "h2", "h3"):  # h1 runs (held), h2 and h3 wait
         board.trigger("adw_sleep", adw_id=adw_id)
-    board.wait_for(
-        lambda m: (
-            m["type"] == "queue_status"
-            and m["data"]["adw_id"] == "h3"
-            and m["data"]["position"] == 2  # (first 3, if h1's start was not yet committed)
-        )
-    )
+    _position(board, "h3", 2)  # (first 3, if h1's start was not yet committed)
     board.send({"type": "cancel_workflow", "data": {"adw_id": "h2"}})
     # h3 moves up at once, within the interval of the position it was told: the move
     # is held back, then sent as it is when the interval ends.
-    moved = board.wait_for(
-        lambda m: (
-            m["type"] == "queue_status"
-            and m["data"]["adw_id"] == "h3"
-            and m["data"]["position"] == 1
-        )
-    )
+    moved = _position(board, "h3", 1)
     assert moved["data"]["queue_length"] == 1
     h3 = [m for m in board.seen if m["type"] == "queue_status" and m["data"]["adw_id"] == "h3"]
     assert [m["data"]["position"] for m in h3][-2:] == [2, 1]
