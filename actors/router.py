@@ -124,16 +124,20 @@ class Router:
         conn = self._conns.get(connection_id)
         return conn.cursor if conn is not None else 0
 
-    async def send_frames(self, connection_id: str, frames: Sequence[bytes]) -> None:
-        """Send catch-up frames with backpressure (waits while the socket is full)."""
+    async def send_frames(self, connection_id: str, frames: Sequence[bytes]) -> bool:
+        """Send catch-up frames with backpressure (waits while the socket is full).
+
+        False if the connection is gone: nothing more needs reading for it.
+        """
         conn = self._conns.get(connection_id)
         if conn is None:
-            return
+            return False
         try:
             for frame in frames:
                 await conn.ws.send(frame, text=True)
         except ConnectionClosed:
-            pass
+            return False
+        return True
 
     def publish(self, batch: Sequence[StoredEvent]) -> None:
         """Deliver a committed batch, in seq order."""

@@ -107,11 +107,11 @@ async def catch_up(
                 message=why or f"replaying the events after seq {upto}",
             )
             frames.insert(0, encode(Subscribed(data, request_id=request_id)))
-        await router.send_frames(connection_id, frames)
-        while chunk := await off_loop(_read, store, upto):
+        live = await router.send_frames(connection_id, frames)
+        # Read on only while the client is there: a big log is not read for nobody.
+        while live and (chunk := await off_loop(_read, store, upto)):
             upto = chunk[-1].seq
-            frames = replay_frames(chunk, adw_ids)
-            await router.send_frames(connection_id, frames)
+            live = await router.send_frames(connection_id, replay_frames(chunk, adw_ids))
     except StoreError:
         pass  # no log yet: nothing to catch up on
     finally:
