@@ -28,8 +28,8 @@ import msgspec
 
 from actors.eventlog import EventLogActor
 from actors.messages import Append
-from bench.common import median, print_table, write_result
-from bench.loadgen import rounds, row, setting
+from bench.common import median, print_table, row, write_result
+from bench.loadgen import rounds, setting
 from events.domain import RunProgress, event_type, workflow_stream
 from events.store import EventStore, NewEvent, StoredEvent
 

@@ -1,4 +1,4 @@
-"""Shared helpers: percentiles, result files, the results table."""
+"""Shared helpers: percentiles, table rows, result files, the results table."""
 
 from __future__ import annotations
 
@@ -22,6 +22,23 @@ def percentile(values: list[float], p: float) -> float:
 def median(values: list[float]) -> float:
     """The median."""
     return statistics.median(values)
+
+
+def row(
+    label: str, adwd: float, baseline: float, unit: str, *, cost: bool, goal: float | None = None
+) -> dict[str, object]:
+    """A table row. ``cost``: the figures are costs (lower is better), else rates; the
+    ratio is always adwd's cost over the baseline's, so <= 2 means "at least half as good"."""
+    ratio = adwd / baseline if cost else baseline / adwd
+    return {
+        "benchmark": label,
+        "adwd": adwd,
+        "baseline": baseline,
+        "unit": unit,
+        "ratio": ratio,
+        "goal": f"<= {goal:g}x" if goal else "-",
+        "held": (ratio <= goal) if goal else None,
+    }
 
 
 def write_result(name: str, rows: list[dict[str, Any]]) -> Path:

@@ -39,7 +39,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from bench.common import print_table, write_result
+from bench.common import print_table, row, write_result
 from bench.loadgen import (
     AdwdProcess,
     LoadGen,
@@ -47,7 +47,6 @@ from bench.loadgen import (
     proc_status,
     quick,
     raise_nofile,
-    row,
 )
 
 SETTLE = 2.0  # s after the last handshake before measuring

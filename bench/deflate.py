@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,8 @@ import time
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import median, print_table, write_result
+from bench.common import median, print_table, row, write_result
+from bench.loadgen import raise_nofile
 
 N = int(
     os.environ.get(
@@ -100,8 +100,7 @@ async def _one(setting: str) -> tuple[float, float]:
 
 def run() -> list[dict[str, object]]:
     """Every setting, ROUNDS times; rows with a deflate setting as 'adwd' and off as baseline."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_nofile()
     figures: dict[str, list[tuple[float, float]]] = {name: [] for name in SETTINGS}
     for _ in range(ROUNDS):
         for setting in SETTINGS:
@@ -111,17 +110,7 @@ def run() -> list[dict[str, object]]:
         for label, index, unit in (("memory per connection", 0, "KiB"), ("run to all", 1, "s")):
             on = median([f[index] for f in figures[setting]])
             off = median([f[index] for f in figures["off"]])
-            rows.append(
-                {
-                    "benchmark": f"{what} vs off: {label} ({N} clients)",
-                    "adwd": on,
-                    "baseline": off,
-                    "unit": unit,
-                    "ratio": on / off if off else float("nan"),
-                    "goal": "-",
-                    "held": None,
-                }
-            )
+            rows.append(row(f"{what} vs off: {label} ({N} clients)", on, off, unit, cost=True))
     return rows
 
 

@@ -43,8 +43,8 @@ from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from bench.common import median, print_table, write_result
-from bench.loadgen import AdwdProcess, LoadGen, raise_nofile, rounds, row, setting, toml_config
+from bench.common import median, print_table, row, write_result
+from bench.loadgen import AdwdProcess, LoadGen, raise_nofile, rounds, setting, toml_config
 from bench.ping_load import BareServer
 
 DRAIN = 3.0  # s after the source stops that deliveries still count

@@ -25,7 +25,7 @@ from websockets.asyncio.server import serve
 from websockets.sync.client import connect
 
 from actors.catalogue import WorkflowSpec
-from bench.common import median, percentile, print_table, write_result
+from bench.common import median, percentile, print_table, row, write_result
 from service.app import Service
 from service.config import Config
 
@@ -126,19 +126,10 @@ def run() -> list[dict[str, object]]:
         ("trigger->response p50", "t50", "f50", None),
         ("trigger->response p99", "t99", "f99", None),
     ):
-        adwd_v, base_v = median(results[a]) * us, median(results[b]) * us
-        ratio = adwd_v / base_v
         rows.append(
-            {
-                "benchmark": label,
-                "adwd": adwd_v,
-                "baseline": base_v,
-                "unit": "us",
-                "ratio": ratio,
-                "goal": f"<= {goal}x" if goal else "-",
-                "held": (ratio <= goal) if goal else None,
-            }
-        )
+            row(label, median(results[a]) * us, median(results[b]) * us, "us", cost=True,
+                goal=goal)
+        )  # fmt: skip
     return rows
 
 

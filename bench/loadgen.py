@@ -498,22 +498,5 @@ def bare_serve_options() -> dict[str, Any]:
     }
 
 
-def row(
-    label: str, adwd: float, baseline: float, unit: str, *, cost: bool, goal: float | None = None
-) -> dict[str, object]:
-    """A table row. ``cost``: the figures are costs (lower is better), else rates; the
-    ratio is always adwd's cost over the baseline's, so <= 2 means "at least half as good"."""
-    ratio = adwd / baseline if cost else baseline / adwd
-    return {
-        "benchmark": label,
-        "adwd": adwd,
-        "baseline": baseline,
-        "unit": unit,
-        "ratio": ratio,
-        "goal": f"<= {goal:g}x" if goal else "-",
-        "held": (ratio <= goal) if goal else None,
-    }
-
-
 if __name__ == "__main__":
     main()

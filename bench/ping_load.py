@@ -45,8 +45,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from actors.catalogue import WorkflowSpec
-from bench.common import median, print_table, write_result
-from bench.loadgen import LoadGen, bare_serve_options, raise_nofile, rounds, row, setting
+from bench.common import median, print_table, row, write_result
+from bench.loadgen import LoadGen, bare_serve_options, raise_nofile, rounds, setting
 from events.store import EventStore
 from service.app import Service
 from service.config import Config

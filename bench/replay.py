@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.common import median, print_table, write_result
+from bench.common import median, print_table, row, write_result
 from events.domain import (
     CancelRequested,
     ResourceUsage,
@@ -292,20 +292,6 @@ def _timed_load(views_path: Path) -> float:
     return elapsed
 
 
-def _row(
-    label: str, adwd: float, baseline: float, unit: str, ratio: float, *, goal: float | None
-) -> dict[str, object]:
-    return {
-        "benchmark": label,
-        "adwd": adwd,
-        "baseline": baseline,
-        "unit": unit,
-        "ratio": ratio,
-        "goal": f"<= {goal}x" if goal else "-",
-        "held": (ratio <= goal) if goal else None,
-    }
-
-
 def run(n: int | None = None) -> list[dict[str, object]]:
     """Run the replay and catch-up benchmarks on a log of ``n`` events; return the rows."""
     n = n or int(os.environ.get("ADWD_BENCH_EVENTS", DEFAULT_EVENTS))
@@ -345,22 +331,14 @@ def run(n: int | None = None) -> list[dict[str, object]]:
     big_load_ms, small_load_ms = median(big_load) * ms, median(small_load) * ms
     label_n, label_small = f"{n / 1e6:g}M", f"{small / 1e3:g}k"
     return [
-        _row(
-            f"replay {label_n} events, events/s (vs bare read)",
-            replay_rate, read_rate, "events/s", read_rate / replay_rate, goal=2.0,
-        ),
-        _row(
-            f"catch-up from zero {label_n}, events/s (vs bare read)",
-            zero_rate, read_rate, "events/s", read_rate / zero_rate, goal=None,
-        ),
-        _row(
-            f"catch-up +{NEW_EVENTS} events, {label_n} log (vs {label_small} log)",
-            big_ms, small_ms, "ms", big_ms / small_ms, goal=1.5,
-        ),
-        _row(
-            f"views.load() alone, {label_n} log (vs {label_small} log)",
-            big_load_ms, small_load_ms, "ms", big_load_ms / small_load_ms, goal=None,
-        ),
+        row(f"replay {label_n} events, events/s (vs bare read)",
+            replay_rate, read_rate, "events/s", cost=False, goal=2.0),
+        row(f"catch-up from zero {label_n}, events/s (vs bare read)",
+            zero_rate, read_rate, "events/s", cost=False),
+        row(f"catch-up +{NEW_EVENTS} events, {label_n} log (vs {label_small} log)",
+            big_ms, small_ms, "ms", cost=True, goal=1.5),
+        row(f"views.load() alone, {label_n} log (vs {label_small} log)",
+            big_load_ms, small_load_ms, "ms", cost=True),
     ]  # fmt: skip
 
 
