@@ -32,20 +32,22 @@ VIEWS_FILE = "views.db"
 # trigger benchmark accepts ~2.5x as many triggers/s (docs/performance.md).
 SWITCH_INTERVAL_S = 0.0005
 _switch_lock = threading.Lock()
-_switched: list[float] = []  # one per running service: the interval found before the first
+_switch = {"running": 0, "original": 0.0}  # services running in this process; the interval before
 
 
 def _shorten_switch_interval() -> None:
     with _switch_lock:
-        _switched.append(_switched[0] if _switched else sys.getswitchinterval())
-        sys.setswitchinterval(min(SWITCH_INTERVAL_S, _switched[0]))
+        if _switch["running"] == 0:
+            _switch["original"] = sys.getswitchinterval()
+        _switch["running"] += 1
+        sys.setswitchinterval(min(SWITCH_INTERVAL_S, _switch["original"]))
 
 
 def _restore_switch_interval() -> None:
     with _switch_lock:
-        original = _switched.pop()
-        if not _switched:  # the last service of this process stopped
-            sys.setswitchinterval(original)
+        _switch["running"] -= 1
+        if _switch["running"] == 0:  # the last service of this process stopped
+            sys.setswitchinterval(_switch["original"])
 
 
 class Service:
