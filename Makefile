@@ -1,6 +1,8 @@
 # Two commands for a fresh machine: `make run` and `make test`.
 PYTHON ?= python3
-VENV := .venv
+# One virtual environment per interpreter: `make test PYTHON=python3.12` gets
+# .venv-python3.12 and never reuses the default .venv built by another Python.
+VENV ?= $(if $(filter python3,$(PYTHON)),.venv,.venv-$(notdir $(PYTHON)))
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 

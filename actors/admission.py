@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
-
-from actors.catalogue import WorkflowSpec, logs_path
-from events.domain import RunQueued, TriggerDeduplicated, TriggerRejected
-from events.errors import ErrorCode
-from events.wire import TriggerWorkflowData
+from adwd.actors.catalogue import WorkflowSpec, logs_path
+from adwd.events.domain import RunQueued, TriggerDeduplicated, TriggerRejected
+from adwd.events.errors import ErrorCode
+from adwd.events.wire import TriggerWorkflowData
 
 RunKey = tuple[str, str]
 

@@ -10,9 +10,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from adwd.events.errors import ConfigError
 from msgspec import Struct
-
-from events.errors import ConfigError
 
 DEFAULT_WORKFLOW_TYPES = (
     "adw_plan_iso",

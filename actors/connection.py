@@ -15,13 +15,12 @@ from typing import Any
 
 import msgspec
 import pykka
-
-from actors.base import Actor
-from actors.messages import Cancel, Closed, Inbound, Opened, Outbox, Reject, Trigger
-from events.codec import decode_client, encode
-from events.domain import TriggerRejected
-from events.errors import ErrorCode, ProtocolError
-from events.wire import (
+from adwd.actors.base import Actor
+from adwd.actors.messages import Cancel, Closed, Inbound, Opened, Outbox, Reject, Trigger
+from adwd.events.codec import decode_client, encode
+from adwd.events.domain import TriggerRejected
+from adwd.events.errors import ErrorCode, ProtocolError
+from adwd.events.wire import (
     ADW_ID_PATTERN,
     WORKFLOW_TYPE_PATTERN,
     CancelWorkflow,

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from actors.base import Actor
-from actors.messages import Append, Flush
-from events.errors import StoreError
-from events.store import EventStore, NewEvent, StoredEvent
+from adwd.actors.base import Actor
+from adwd.actors.messages import Append, Flush
+from adwd.events.errors import StoreError
+from adwd.events.store import EventStore, NewEvent, StoredEvent
 
 log = logging.getLogger(__name__)
 

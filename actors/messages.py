@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from adwd.events.domain import ResourceUsage, TriggerRejected
+from adwd.events.store import NewEvent
+from adwd.events.wire import CancelWorkflowData, SubscribeData, TriggerWorkflowData
 from msgspec import Struct
-
-from events.domain import ResourceUsage, TriggerRejected
-from events.store import NewEvent
-from events.wire import CancelWorkflowData, SubscribeData, TriggerWorkflowData
 
 Send = Callable[[bytes], None]
 

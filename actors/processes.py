@@ -12,7 +12,7 @@ import signal
 import time
 from pathlib import Path
 
-from events.domain import ResourceUsage
+from adwd.events.domain import ResourceUsage
 
 BLOCK = 512  # rusage counts block I/O in 512-byte units
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
+from adwd.actors.messages import Progress
 from msgspec import Meta, Struct
-
-from actors.messages import Progress
 
 PREFIX = b"ADW-PROGRESS "
 

@@ -17,19 +17,18 @@ from typing import Any
 
 import msgspec
 import pykka
+from adwd.actors.base import Actor
+from adwd.actors.queuenotify import RunKey, Sent, queue_changes
+from adwd.actors.wireview import snapshot
+from adwd.events.codec import encode
+from adwd.events.store import StoredEvent
+from adwd.events.wire import QueueStatus, QueueStatusData
+from adwd.projections.bundle import Projections
+from adwd.projections.queue import QueueEntry
+from adwd.projections.runs import RunView
+from adwd.projections.stages import stage_of
+from adwd.projections.views import ViewStore
 from msgspec import Struct
-
-from actors.base import Actor
-from actors.queuenotify import RunKey, Sent, queue_changes
-from actors.wireview import snapshot
-from events.codec import encode
-from events.store import StoredEvent
-from events.wire import QueueStatus, QueueStatusData
-from projections.bundle import Projections
-from projections.queue import QueueEntry
-from projections.runs import RunView
-from projections.stages import stage_of
-from projections.views import ViewStore
 
 log = logging.getLogger(__name__)
 

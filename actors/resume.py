@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from actors.wireview import wire_messages
-from events.store import StoredEvent
-from events.wire import SubscribeData
+from adwd.actors.wireview import wire_messages
+from adwd.events.store import StoredEvent
+from adwd.events.wire import SubscribeData
 
 
 def unrecoverable(want: SubscribeData, epoch: str, last: int, first: int) -> str | None:

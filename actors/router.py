@@ -32,13 +32,12 @@ import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
+from adwd.actors.wireview import wire_messages
+from adwd.events.errors import CloseCode
+from adwd.events.store import StoredEvent
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
-
-from actors.wireview import wire_messages
-from events.errors import CloseCode
-from events.store import StoredEvent
 
 log = logging.getLogger(__name__)
 

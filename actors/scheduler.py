@@ -17,20 +17,19 @@ from pathlib import Path
 from typing import Literal
 
 import pykka
-
-from actors.admission import (
+from adwd.actors.admission import (
     RunKey,
     SchedulerState,
     decide_trigger,
     repeat_answer,
     runs_to_start,
 )
-from actors.base import Actor
-from actors.catalogue import WorkflowSpec, plan_launch
-from actors.messages import Append, Cancel, Listening, Reject, RunEnded, Stop, Trigger
-from actors.workflow import WorkflowActor
-from events.codec import encode
-from events.domain import (
+from adwd.actors.base import Actor
+from adwd.actors.catalogue import WorkflowSpec, plan_launch
+from adwd.actors.messages import Append, Cancel, Listening, Reject, RunEnded, Stop, Trigger
+from adwd.actors.workflow import WorkflowActor
+from adwd.events.codec import encode
+from adwd.events.domain import (
     CancelRequested,
     RunFailed,
     RunQueued,
@@ -39,10 +38,10 @@ from events.domain import (
     connection_stream,
     workflow_stream,
 )
-from events.errors import ErrorCode
-from events.store import NewEvent
-from events.wire import Error, ErrorData
-from projections.metrics import RECENT, expected_duration
+from adwd.events.errors import ErrorCode
+from adwd.events.store import NewEvent
+from adwd.events.wire import Error, ErrorData
+from adwd.projections.metrics import RECENT, expected_duration
 
 log = logging.getLogger(__name__)
 

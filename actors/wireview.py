@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from events.codec import encode
-from events.domain import (
+from adwd.events.codec import encode
+from adwd.events.domain import (
     CancelRequested,
     ErrorReported,
     RunCompleted,
@@ -22,8 +22,8 @@ from events.domain import (
     TriggerDeduplicated,
     TriggerRejected,
 )
-from events.store import StoredEvent
-from events.wire import (
+from adwd.events.store import StoredEvent
+from adwd.events.wire import (
     CancelResponse,
     CancelResponseData,
     ErrorReport,
@@ -39,8 +39,8 @@ from events.wire import (
     WorkflowMetrics,
     WorkflowMetricsData,
 )
-from projections.metrics import performance_score, resource_dict
-from projections.runs import RunView
+from adwd.projections.metrics import performance_score, resource_dict
+from adwd.projections.runs import RunView
 
 # (connection id, or None for followers of the run; adw_id or None; frame)
 Delivery = tuple[str | None, str | None, bytes]

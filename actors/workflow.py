@@ -22,10 +22,9 @@ from typing import IO
 
 import msgspec
 import pykka
-
-from actors.base import Actor
-from actors.catalogue import LaunchPlan
-from actors.messages import (
+from adwd.actors.base import Actor
+from adwd.actors.catalogue import LaunchPlan
+from adwd.actors.messages import (
     Append,
     Exited,
     Kill,
@@ -35,10 +34,10 @@ from actors.messages import (
     StageReport,
     Stop,
 )
-from actors.processes import start_ticks, usage_of
-from actors.progress import parse_progress_line
-from actors.ratelimit import TokenBucket
-from events.domain import (
+from adwd.actors.processes import start_ticks, usage_of
+from adwd.actors.progress import parse_progress_line
+from adwd.actors.ratelimit import TokenBucket
+from adwd.events.domain import (
     DomainEvent,
     ResourceUsage,
     RunCompleted,
@@ -50,8 +49,8 @@ from events.domain import (
     StageChanged,
     workflow_stream,
 )
-from events.store import NewEvent
-from projections.stages import STAGES, next_stage, stage_of
+from adwd.events.store import NewEvent
+from adwd.projections.stages import STAGES, next_stage, stage_of
 
 log = logging.getLogger(__name__)
 

@@ -25,13 +25,13 @@ import time
 from pathlib import Path
 
 import msgspec
+from adwd.actors.eventlog import EventLogActor
+from adwd.actors.messages import Append
+from adwd.events.domain import RunProgress, event_type, workflow_stream
+from adwd.events.store import EventStore, NewEvent, StoredEvent
 
-from actors.eventlog import EventLogActor
-from actors.messages import Append
 from bench.common import median, print_table, row, write_result
 from bench.loadgen import rounds, setting
-from events.domain import RunProgress, event_type, workflow_stream
-from events.store import EventStore, NewEvent, StoredEvent
 
 BATCH = 1000  # rows per baseline transaction, and events per batched Append
 

@@ -54,7 +54,7 @@ async def _one(setting: str) -> tuple[float, float]:
     with open(config, "w") as f:
         f.write(f'port = 0\ndata_dir = "{tmp}/data"\n{SETTINGS[setting]}')
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--config", config],
+        [sys.executable, "-m", "adwd", "serve", "--config", config],
         stderr=subprocess.PIPE,
         text=True,
     )

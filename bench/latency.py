@@ -21,13 +21,13 @@ import threading
 import time
 from pathlib import Path
 
+from adwd.actors.catalogue import WorkflowSpec
+from adwd.service.app import Service
+from adwd.service.config import Config
 from websockets.asyncio.server import serve
 from websockets.sync.client import connect
 
-from actors.catalogue import WorkflowSpec
 from bench.common import median, percentile, print_table, row, write_result
-from service.app import Service
-from service.config import Config
 
 ROUNDS = 3
 PINGS = 2000

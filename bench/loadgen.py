@@ -411,7 +411,7 @@ class AdwdProcess:
             f.write(config_toml)
         self._log_path = os.path.join(data_dir, "adwd.stderr")
         self._log = open(self._log_path, "wb")  # noqa: SIM115 (closed in kill)
-        argv = [sys.executable, "-m", "service.cli", "serve", "--port", "0",
+        argv = [sys.executable, "-m", "adwd", "serve", "--port", "0",
                 "--data-dir", data_dir, "--config", config]  # fmt: skip
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, cwd=_REPO
@@ -485,8 +485,8 @@ def rounds() -> int:
 def bare_serve_options() -> dict[str, Any]:
     """``serve`` settings of the bare baselines: adwd's own (keepalive, frame limit and
     permessage-deflate as its default config has them, same extension and threshold)."""
-    from service.config import Config
-    from transport.deflate import server_extensions
+    from adwd.service.config import Config
+    from adwd.transport.deflate import server_extensions
 
     config = Config()
     return {

@@ -36,8 +36,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.common import median, print_table, row, write_result
-from events.domain import (
+from adwd.events.domain import (
     CancelRequested,
     ResourceUsage,
     RunCompleted,
@@ -51,9 +50,11 @@ from events.domain import (
     connection_stream,
     workflow_stream,
 )
-from events.store import EventStore, NewEvent
-from projections.bundle import Projections
-from projections.views import ViewStore, catch_up
+from adwd.events.store import EventStore, NewEvent
+from adwd.projections.bundle import Projections
+from adwd.projections.views import ViewStore, catch_up
+
+from bench.common import median, print_table, row, write_result
 
 ROUNDS = 3
 DEFAULT_EVENTS = 1_000_000

@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 
 import msgspec
-
-from events.errors import ErrorCode, ProtocolError
-from events.wire import CLIENT_TYPES, ClientMessage, ServerMessage
+from adwd.events.errors import ErrorCode, ProtocolError
+from adwd.events.wire import CLIENT_TYPES, ClientMessage, ServerMessage
 
 _client_decoder = msgspec.json.Decoder(ClientMessage)
 _server_decoder = msgspec.json.Decoder(ServerMessage)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import msgspec
-
-from events.wire import ClientMessage, ServerMessage
+from adwd.events.wire import ClientMessage, ServerMessage
 
 
 def protocol_schema() -> bytes:

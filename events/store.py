@@ -21,10 +21,9 @@ from typing import Any
 
 import msgspec
 import sqlite_utils
-
-from events.domain import DOMAIN_EVENTS, AnyEvent, DomainEvent, event_type
-from events.errors import StoreError
-from events.upcast import upcast
+from adwd.events.domain import DOMAIN_EVENTS, AnyEvent, DomainEvent, event_type
+from adwd.events.errors import StoreError
+from adwd.events.upcast import upcast
 
 SCHEMA_VERSION = 1
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from events.domain import CancelRequested, RunQueued, TriggerDeduplicated, TriggerRejected
-from events.store import StoredEvent
+from adwd.events.domain import CancelRequested, RunQueued, TriggerDeduplicated, TriggerRejected
+from adwd.events.store import StoredEvent
 
 
 @dataclass(frozen=True)

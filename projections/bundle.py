@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from events.store import StoredEvent
-from projections.audit import AuditProjection
-from projections.metrics import MetricsProjection
-from projections.queue import QueueProjection
-from projections.runs import RunsProjection
+from adwd.events.store import StoredEvent
+from adwd.projections.audit import AuditProjection
+from adwd.projections.metrics import MetricsProjection
+from adwd.projections.queue import QueueProjection
+from adwd.projections.runs import RunsProjection
 
 Handler = Callable[[StoredEvent, Any], None]
 

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-
-from events.domain import RunCompleted, RunFailed
-from events.store import StoredEvent
+from adwd.events.domain import RunCompleted, RunFailed
+from adwd.events.store import StoredEvent
 
 RECENT = 20  # completed runs per type that make "typical"
 WINDOW = 1000  # completed runs per type the duration percentiles are taken over

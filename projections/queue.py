@@ -19,15 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from events.domain import (
+from adwd.events.domain import (
     RunCompleted,
     RunFailed,
     RunQueued,
     RunStarted,
     ServiceStarted,
 )
-from events.store import StoredEvent
-from projections.metrics import RECENT
+from adwd.events.store import StoredEvent
+from adwd.projections.metrics import RECENT
 
 DEFAULT_EXPECTED_S = 60.0
 RunKey = tuple[str, str]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from events.domain import (
+from adwd.events.domain import (
     ResourceUsage,
     RunCompleted,
     RunFailed,
@@ -21,7 +21,7 @@ from events.domain import (
     RunQueued,
     RunStarted,
 )
-from events.store import StoredEvent
+from adwd.events.store import StoredEvent
 
 RunKey = tuple[str, str]
 # Ended runs kept in memory (for late joiners and re-runs); older ones live on in

@@ -19,14 +19,13 @@ from typing import Any
 
 import msgspec
 import sqlite_utils
-
-from events.domain import ResourceUsage, RunQueued
-from events.errors import StoreError
-from events.store import EventStore, connect
-from projections.audit import AuditEntry
-from projections.bundle import Projections
-from projections.metrics import RECENT, WINDOW, TypeMetrics
-from projections.runs import KEEP_ENDED, RunView
+from adwd.events.domain import ResourceUsage, RunQueued
+from adwd.events.errors import StoreError
+from adwd.events.store import EventStore, connect
+from adwd.projections.audit import AuditEntry
+from adwd.projections.bundle import Projections
+from adwd.projections.metrics import RECENT, WINDOW, TypeMetrics
+from adwd.projections.runs import KEEP_ENDED, RunView
 
 _RUN_COLUMNS = (
     "adw_id", "workflow_type", "status", "queued_seq", "last_seq", "progress_percent",

@@ -8,18 +8,17 @@ import sys
 import threading
 
 import pykka
-
-from actors.eventlog import EventLogActor
-from actors.messages import Append, Listening
-from actors.projector import Committed, ProjectionActor
-from actors.scheduler import SchedulerActor
-from events.domain import SYSTEM_STREAM, ServiceStarted, ServiceStopped
-from events.store import EventStore, NewEvent
-from projections.stages import stage_of
-from projections.views import ViewStore, catch_up
-from service.config import Config
-from service.recovery import recover_in_flight
-from transport.server import TransportActor
+from adwd.actors.eventlog import EventLogActor
+from adwd.actors.messages import Append, Listening
+from adwd.actors.projector import Committed, ProjectionActor
+from adwd.actors.scheduler import SchedulerActor
+from adwd.events.domain import SYSTEM_STREAM, ServiceStarted, ServiceStopped
+from adwd.events.store import EventStore, NewEvent
+from adwd.projections.stages import stage_of
+from adwd.projections.views import ViewStore, catch_up
+from adwd.service.config import Config
+from adwd.service.recovery import recover_in_flight
+from adwd.transport.server import TransportActor
 
 log = logging.getLogger(__name__)
 

@@ -12,20 +12,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from events.errors import AdwdError
+from adwd.events.errors import AdwdError
 
 if TYPE_CHECKING:
+    from adwd.events.store import StoredEvent
     from rich.console import Console
     from rich.text import Text
-
-    from events.store import StoredEvent
 
 PIPE_WIDTH = 200  # columns of human output to a file or a pipe (COLUMNS overrides)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from service.app import Service
-    from service.config import load_config
+    from adwd.service.app import Service
+    from adwd.service.config import load_config
 
     config = load_config(
         args.config,
@@ -58,7 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _schema(_args: argparse.Namespace) -> int:
-    from events.schema import protocol_schema
+    from adwd.events.schema import protocol_schema
 
     sys.stdout.write(protocol_schema().decode() + "\n")
     return 0
@@ -91,7 +90,7 @@ _STATUS_STYLES = {
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    from service.config import load_config
+    from adwd.service.config import load_config
 
     return load_config(args.config, overrides={"data_dir": args.data_dir}).data_path
 
@@ -119,9 +118,8 @@ def _cell(value: object, style: str = "") -> Text:
 
 
 def _event_line(stored: StoredEvent) -> Text:
+    from adwd.service.debug import describe, format_ts
     from rich.text import Text
-
-    from service.debug import describe, format_ts
 
     line = Text()
     line.append(f"{stored.seq:>6}  ", style="bold")
@@ -135,7 +133,13 @@ def _event_line(stored: StoredEvent) -> Text:
 
 
 def _events(args: argparse.Namespace) -> int:
-    from service.debug import EventQuery, follow_events, open_events, parse_bound, select_events
+    from adwd.service.debug import (
+        EventQuery,
+        follow_events,
+        open_events,
+        parse_bound,
+        select_events,
+    )
 
     query = EventQuery(
         since=parse_bound(args.since) if args.since else None,
@@ -163,10 +167,9 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from adwd.service.debug import format_duration, format_ts, inspect_run, open_events
     from rich.table import Table
     from rich.text import Text
-
-    from service.debug import format_duration, format_ts, inspect_run, open_events
 
     with open_events(_data_dir(args)) as store:
         runs = inspect_run(store, args.adw_id)
@@ -212,10 +215,9 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from adwd.service.debug import format_duration, format_ts, open_events, parse_bound, replay
     from rich.table import Table
     from rich.text import Text
-
-    from service.debug import format_duration, format_ts, open_events, parse_bound, replay
 
     until = parse_bound(args.until)
     with open_events(_data_dir(args)) as store:
@@ -266,9 +268,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    from adwd.service.debug import audit_entries, format_ts, open_views
     from rich.table import Table
-
-    from service.debug import audit_entries, format_ts, open_views
 
     with open_views(_data_dir(args)) as views:
         entries = audit_entries(
@@ -302,7 +303,7 @@ def _store_options() -> argparse.ArgumentParser:
 
 
 def _add_debug_commands(sub: Any) -> None:
-    from service.debug import AUDIT_OUTCOMES, EVENT_TYPES
+    from adwd.service.debug import AUDIT_OUTCOMES, EVENT_TYPES
 
     store = [_store_options()]
     bound = "SEQ|TIME"
@@ -345,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     schema = sub.add_parser("schema", help="print the JSON Schema of the protocol")
     schema.set_defaults(func=_schema)
-    from service.client_cli import add_commands
+    from adwd.service.client_cli import add_commands
 
     add_commands(sub)
     _add_debug_commands(sub)

@@ -19,9 +19,8 @@ import urllib.request
 from typing import Any
 
 import msgspec
-
-from events.errors import AdwdError
-from events.wire import StatusUpdate, WorkflowLog
+from adwd.events.errors import AdwdError
+from adwd.events.wire import StatusUpdate, WorkflowLog
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_REJECTED, EXIT_CANCELLED = 0, 1, 2, 3
 LEVEL_STYLE = {"ERROR": "red", "WARNING": "yellow", "SUCCESS": "green", "INFO": ""}
@@ -35,7 +34,7 @@ def endpoints(url: str | None, config: str | None) -> tuple[str, str]:
     """``(ws_url, http_base)`` from a flag, the environment or the config file."""
     url = url or os.environ.get("ADWD_URL")
     if not url:
-        from service.config import load_config
+        from adwd.service.config import load_config
 
         cfg = load_config(config)
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
@@ -63,10 +62,9 @@ def get_json(base: str, path: str) -> Any:
 
 async def trigger(args: argparse.Namespace, ws_url: str) -> int:
     """Trigger a run; with ``--follow``, show it to its end and return its outcome."""
+    from adwd.transport.client import AdwdClient, ConnectFailed, TriggerRejected
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn
-
-    from transport.client import AdwdClient, ConnectFailed, TriggerRejected
 
     console = Console(stderr=args.json)
     try:
@@ -130,7 +128,7 @@ async def trigger(args: argparse.Namespace, ws_url: str) -> int:
 
 async def cancel(args: argparse.Namespace, ws_url: str) -> int:
     """Cancel the runs of an adw_id."""
-    from transport.client import AdwdClient, ConnectFailed
+    from adwd.transport.client import AdwdClient, ConnectFailed
 
     try:
         async with AdwdClient(ws_url) as client:
@@ -203,9 +201,8 @@ def status(args: argparse.Namespace, base: str) -> int:
 
 async def watch(args: argparse.Namespace, ws_url: str, base: str) -> int:
     """A live dashboard: runs, queue and health, redrawn as events arrive."""
+    from adwd.transport.client import AdwdClient
     from rich.live import Live
-
-    from transport.client import AdwdClient
 
     if args.once:
         status(argparse.Namespace(json=False), base)

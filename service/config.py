@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
+from adwd.actors.catalogue import DEFAULT_WORKFLOW_TYPES, WorkflowSpec, check_template
+from adwd.events.errors import ConfigError
 from msgspec import Meta, Struct
-
-from actors.catalogue import DEFAULT_WORKFLOW_TYPES, WorkflowSpec, check_template
-from events.errors import ConfigError
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 

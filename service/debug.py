@@ -19,14 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from events import domain as ev
-from events.errors import AdwdError
-from events.store import EventStore, StoredEvent
-from projections.audit import AuditEntry
-from projections.bundle import Projections
-from projections.queue import QueueEntry
-from projections.views import ViewStore
-from service.app import EVENTS_FILE, VIEWS_FILE
+from adwd.events import domain as ev
+from adwd.events.errors import AdwdError
+from adwd.events.store import EventStore, StoredEvent
+from adwd.projections.audit import AuditEntry
+from adwd.projections.bundle import Projections
+from adwd.projections.queue import QueueEntry
+from adwd.projections.views import ViewStore
+from adwd.service.app import EVENTS_FILE, VIEWS_FILE
 
 POLL_S = 0.2  # how often --follow looks for new rows committed by the service
 EVENT_TYPES = tuple(sorted(str(cls.__struct_config__.tag) for cls in ev.DOMAIN_EVENTS))

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import uuid
 
-from actors.processes import is_same_process, stop_group
-from events.domain import ErrorReported, OrphanStopped, RunFailed, workflow_stream
-from events.store import NewEvent
-from projections.runs import RunView
+from adwd.actors.processes import is_same_process, stop_group
+from adwd.events.domain import ErrorReported, OrphanStopped, RunFailed, workflow_stream
+from adwd.events.store import NewEvent
+from adwd.projections.runs import RunView
 
 INTERRUPTED = (
     "interrupted: the service stopped while the run was in progress; trigger it again to re-run it"

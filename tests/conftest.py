@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from events.store import EventStore
+from adwd.events.store import EventStore
 
 
 @pytest.fixture

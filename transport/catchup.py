@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-
-from actors.resume import replay_frames, unrecoverable
-from actors.router import Router
-from events.codec import encode
-from events.errors import StoreError
-from events.store import EventStore, StoredEvent
-from events.wire import Subscribed, SubscribeData, SubscribedData
+from adwd.actors.resume import replay_frames, unrecoverable
+from adwd.actors.router import Router
+from adwd.events.codec import encode
+from adwd.events.errors import StoreError
+from adwd.events.store import EventStore, StoredEvent
+from adwd.events.wire import Subscribed, SubscribeData, SubscribedData
 
 CHUNK = 1000  # events read per executor hop
 

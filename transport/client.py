@@ -25,11 +25,8 @@ from types import TracebackType
 from typing import Any
 
 import msgspec
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, WebSocketException
-
-from events.codec import decode_server, encode
-from events.wire import (
+from adwd.events.codec import decode_server, encode
+from adwd.events.wire import (
     CancelResponseData,
     CancelWorkflow,
     CancelWorkflowData,
@@ -44,8 +41,8 @@ from events.wire import (
     TriggerWorkflow,
     TriggerWorkflowData,
 )
-from transport.client_queue import Command, CommandQueue
-from transport.client_stream import (
+from adwd.transport.client_queue import Command, CommandQueue
+from adwd.transport.client_stream import (
     ClientClosed,
     ClientError,
     ConnectFailed,
@@ -62,6 +59,8 @@ from transport.client_stream import (
     resume_url,
     run_matcher,
 )
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
 __all__ = [
     "AdwdClient",

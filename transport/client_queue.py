@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from events.wire import (
+from adwd.events.wire import (
     CancelResponse,
     Error,
     Pong,
@@ -23,7 +23,7 @@ from events.wire import (
     ServerMessage,
     TriggerResponse,
 )
-from transport.client_stream import ServerError, TriggerRejected
+from adwd.transport.client_stream import ServerError, TriggerRejected
 
 REMEMBERED_TRIGGERS = 10_000  # adw_ids whose trigger follow() can start from
 

@@ -15,8 +15,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from events.errors import AdwdError
-from events.wire import (
+from adwd.events.errors import AdwdError
+from adwd.events.wire import (
     CancelResponse,
     ErrorData,
     ServerMessage,

@@ -23,15 +23,14 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
-from websockets.asyncio.server import ServerConnection
-
-from actors.messages import LogLine, Progress, StageReport
-from events.http import (
+from adwd.actors.messages import LogLine, Progress, StageReport
+from adwd.events.http import (
     StatusUpdatePost,
     stage_event_decoder,
     workflow_update_decoder,
 )
-from projections.stages import STAGES
+from adwd.projections.stages import STAGES
+from websockets.asyncio.server import ServerConnection
 
 LOCAL_ORIGIN = re.compile(r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$")
 MAX_BODY = 1024 * 1024

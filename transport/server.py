@@ -23,20 +23,19 @@ from typing import Any
 
 import msgspec
 import pykka
+from adwd.actors.base import Actor
+from adwd.actors.connection import ConnectionActor
+from adwd.actors.messages import Closed, Inbound, Opened
+from adwd.actors.router import Router
+from adwd.events.errors import AdwdError, CloseCode
+from adwd.events.store import StoredEvent
+from adwd.events.wire import SubscribeData
+from adwd.transport.catchup import Readers, catch_up
+from adwd.transport.deflate import DEFAULT_MIN_SIZE, server_extensions
+from adwd.transport.http_api import LOCAL_ORIGIN, HttpAwareConnection
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-
-from actors.base import Actor
-from actors.connection import ConnectionActor
-from actors.messages import Closed, Inbound, Opened
-from actors.router import Router
-from events.errors import AdwdError, CloseCode
-from events.store import StoredEvent
-from events.wire import SubscribeData
-from transport.catchup import Readers, catch_up
-from transport.deflate import DEFAULT_MIN_SIZE, server_extensions
-from transport.http_api import LOCAL_ORIGIN, HttpAwareConnection
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from actors.catalogue import (
+from adwd.actors.catalogue import (
     DEFAULT_ARGV,
     PLACEHOLDERS,
     LaunchPlan,
@@ -17,7 +14,9 @@ from actors.catalogue import (
     logs_path,
     plan_launch,
 )
-from events.errors import ConfigError
+from adwd.events.errors import ConfigError
+from hypothesis import given
+from hypothesis import strategies as st
 
 PROJECT = Path("/proj")
 DATA = Path("/data")

@@ -9,12 +9,11 @@ from typing import Any
 
 import pykka
 import pytest
-
-from actors.eventlog import EventLogActor
-from actors.messages import Append
-from events.domain import ServiceStopped
-from events.errors import StoreError
-from events.store import EventStore, NewEvent, StoredEvent
+from adwd.actors.eventlog import EventLogActor
+from adwd.actors.messages import Append
+from adwd.events.domain import ServiceStopped
+from adwd.events.errors import StoreError
+from adwd.events.store import EventStore, NewEvent, StoredEvent
 
 TIMEOUT = 10.0
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from actors.projector import Committed, ProjectionActor
-from events.domain import RunQueued
-from events.store import EventStore, NewEvent, StoredEvent
-from projections.bundle import Projections
-from projections.views import ViewStore
+from adwd.actors.projector import Committed, ProjectionActor
+from adwd.events.domain import RunQueued
+from adwd.events.store import EventStore, NewEvent, StoredEvent
+from adwd.projections.bundle import Projections
+from adwd.projections.views import ViewStore
 
 TIMEOUT = 10.0
 

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from adwd.actors.catalogue import WorkflowSpec
+from adwd.events.store import EventStore, StoredEvent
+from adwd.service.app import Service
+from adwd.service.config import Config
 from websockets.sync.client import ClientConnection, connect
-
-from actors.catalogue import WorkflowSpec
-from events.store import EventStore, StoredEvent
-from service.app import Service
-from service.config import Config
 
 TIMEOUT = 20.0
 
@@ -147,7 +146,7 @@ def serve() -> Iterator[Callable[[Path], tuple[subprocess.Popen[str], int]]]:
 
     def start(config: Path) -> tuple[subprocess.Popen[str], int]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--config", str(config)],
+            [sys.executable, "-m", "adwd", "serve", "--config", str(config)],
             stderr=subprocess.PIPE,
             text=True,
         )

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from actors.catalogue import WorkflowSpec
+from adwd.actors.catalogue import WorkflowSpec
+
 from tests.integration.conftest import Running
 
 Start = Callable[..., Running]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from actors.catalogue import WorkflowSpec
+from adwd.actors.catalogue import WorkflowSpec
+
 from tests.integration.conftest import Running
 
 

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from actors.catalogue import WorkflowSpec
-from actors.wireview import wire_messages
+from adwd.actors.catalogue import WorkflowSpec
+from adwd.actors.wireview import wire_messages
+
 from tests.integration.conftest import Client, Running
 
 Start = Callable[..., Running]

@@ -7,7 +7,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from actors.catalogue import WorkflowSpec
+from adwd.actors.catalogue import WorkflowSpec
+
 from tests.integration.conftest import Running
 
 Start = Callable[..., Running]

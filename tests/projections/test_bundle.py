@@ -8,10 +8,7 @@ from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from events.domain import (
+from adwd.events.domain import (
     CancelRequested,
     DomainEvent,
     ResourceUsage,
@@ -24,9 +21,11 @@ from events.domain import (
     TriggerDeduplicated,
     TriggerRejected,
 )
-from events.store import EventStore, NewEvent
-from projections.bundle import Projections
-from projections.views import ViewStore, catch_up
+from adwd.events.store import EventStore, NewEvent
+from adwd.projections.bundle import Projections
+from adwd.projections.views import ViewStore, catch_up
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 TYPES = ["adw_plan_iso", "adw_build_iso", "adw_test_iso"]
 
@@ -184,7 +183,7 @@ def test_catch_up_reads_only_events_after_the_checkpoint(tmp_path: Path) -> None
 
 
 def test_long_histories_keep_memory_bounded_and_restarts_equal(tmp_path: Path) -> None:
-    from projections.runs import KEEP_ENDED
+    from adwd.projections.runs import KEEP_ENDED
 
     store = EventStore(tmp_path / "events.db")
     views = ViewStore(tmp_path / "views.db")

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from events.domain import (
+from adwd.events.domain import (
     DomainEvent,
     RunCompleted,
     RunFailed,
@@ -17,8 +14,10 @@ from events.domain import (
     ServiceStarted,
     TriggerRejected,
 )
-from events.store import EventStore, NewEvent, StoredEvent
-from projections.runs import RunKey, RunsProjection
+from adwd.events.store import EventStore, NewEvent, StoredEvent
+from adwd.projections.runs import RunKey, RunsProjection
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def _queued(adw_id: str, workflow_type: str = "plan") -> RunQueued:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from adwd.actors.catalogue import WorkflowSpec
+from adwd.service.cli import main
+from adwd.service.debug import Bound, QueryError, parse_bound, parse_time
 
-from actors.catalogue import WorkflowSpec
-from service.cli import main
-from service.debug import Bound, QueryError, parse_bound, parse_time
 from tests.integration.conftest import TIMEOUT, services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -408,7 +408,7 @@ def test_data_dir_from_environment_and_config(
 
 
 def _cli(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "service.cli", *argv]
+    return [sys.executable, "-m", "adwd", *argv]
 
 
 def test_entry_point_as_a_subprocess(log: Log, events: list[dict[str, Any]]) -> None:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from adwd.actors.catalogue import WorkflowSpec
 
-from actors.catalogue import WorkflowSpec
 from tests.integration.conftest import Running, services
 
 
@@ -32,7 +32,7 @@ def _adwd(
     argv = [
         sys.executable,
         "-m",
-        "service.cli",
+        "adwd",
         *args,
         "--url",
         f"http://127.0.0.1:{server.service.port}",
@@ -109,7 +109,7 @@ def test_status_json_and_watch_once(server: Running) -> None:
 
 def test_an_unreachable_service_is_a_clear_error(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "service.cli", "status", "--url", "http://127.0.0.1:9"],
+        [sys.executable, "-m", "adwd", "status", "--url", "http://127.0.0.1:9"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -6,10 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from actors.catalogue import DEFAULT_WORKFLOW_TYPES, WorkflowSpec
-from events.errors import ConfigError
-from service.config import EXAMPLES_DIR, load_config
+from adwd.actors.catalogue import DEFAULT_WORKFLOW_TYPES, WorkflowSpec
+from adwd.events.errors import ConfigError
+from adwd.service.config import EXAMPLES_DIR, load_config
 
 
 def _toml(tmp_path: Path, text: str) -> Path:

@@ -20,11 +20,9 @@ from typing import Any
 
 import msgspec
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
-
-from actors.catalogue import WorkflowSpec
-from actors.wireview import wire_messages
-from events.wire import (
+from adwd.actors.catalogue import WorkflowSpec
+from adwd.actors.wireview import wire_messages
+from adwd.events.wire import (
     Pong,
     ServerMessage,
     StatusUpdate,
@@ -34,10 +32,8 @@ from events.wire import (
     WorkflowMetrics,
     WorkflowMetricsData,
 )
-from service.app import Service
-from tests.integration import conftest as itc
-from tests.integration.conftest import Running, services
-from transport.client import (
+from adwd.service.app import Service
+from adwd.transport.client import (
     AdwdClient,
     ClientClosed,
     ClientError,
@@ -46,7 +42,11 @@ from transport.client import (
     SlowConsumer,
     TriggerRejected,
 )
-from transport.client_stream import Position, Verdict
+from adwd.transport.client_stream import Position, Verdict
+from websockets.asyncio.server import ServerConnection, serve
+
+from tests.integration import conftest as itc
+from tests.integration.conftest import Running, services
 
 T = 20.0  # the bound on every wait
 FAST: dict[str, float] = {

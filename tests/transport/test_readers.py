@@ -6,11 +6,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
-from events.domain import ServiceStopped
-from events.errors import StoreError
-from events.store import EventStore, NewEvent
-from transport.catchup import Readers
+from adwd.events.domain import ServiceStopped
+from adwd.events.errors import StoreError
+from adwd.events.store import EventStore, NewEvent
+from adwd.transport.catchup import Readers
 
 
 def test_readers_are_reused_and_closed(tmp_path: Path) -> None:
