@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+
 from adwd.actors.catalogue import WorkflowSpec, logs_path
 from adwd.events.domain import RunQueued, TriggerDeduplicated, TriggerRejected
 from adwd.events.errors import ErrorCode

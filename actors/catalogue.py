@@ -10,8 +10,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from adwd.events.errors import ConfigError
 from msgspec import Struct
+
+from adwd.events.errors import ConfigError
 
 DEFAULT_WORKFLOW_TYPES = (
     "adw_plan_iso",

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 import pykka
+
 from adwd.actors.base import Actor
 from adwd.actors.messages import Cancel, Closed, Inbound, Opened, Outbox, Reject, Trigger
 from adwd.events.codec import decode_client, encode

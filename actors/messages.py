@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from msgspec import Struct
+
 from adwd.events.domain import ResourceUsage, TriggerRejected
 from adwd.events.store import NewEvent
 from adwd.events.wire import CancelWorkflowData, SubscribeData, TriggerWorkflowData
-from msgspec import Struct
 
 Send = Callable[[bytes], None]
 

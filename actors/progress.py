@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-from adwd.actors.messages import Progress
 from msgspec import Meta, Struct
+
+from adwd.actors.messages import Progress
 
 PREFIX = b"ADW-PROGRESS "
 

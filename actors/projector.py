@@ -17,6 +17,8 @@ from typing import Any
 
 import msgspec
 import pykka
+from msgspec import Struct
+
 from adwd.actors.base import Actor
 from adwd.actors.queuenotify import RunKey, Sent, queue_changes
 from adwd.actors.wireview import snapshot
@@ -28,7 +30,6 @@ from adwd.projections.queue import QueueEntry
 from adwd.projections.runs import RunView
 from adwd.projections.stages import stage_of
 from adwd.projections.views import ViewStore
-from msgspec import Struct
 
 log = logging.getLogger(__name__)
 

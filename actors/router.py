@@ -32,12 +32,13 @@ import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from adwd.actors.wireview import wire_messages
-from adwd.events.errors import CloseCode
-from adwd.events.store import StoredEvent
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
+
+from adwd.actors.wireview import wire_messages
+from adwd.events.errors import CloseCode
+from adwd.events.store import StoredEvent
 
 log = logging.getLogger(__name__)
 

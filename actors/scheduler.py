@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import pykka
+
 from adwd.actors.admission import (
     RunKey,
     SchedulerState,

@@ -22,6 +22,7 @@ from typing import IO
 
 import msgspec
 import pykka
+
 from adwd.actors.base import Actor
 from adwd.actors.catalogue import LaunchPlan
 from adwd.actors.messages import (

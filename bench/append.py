@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 import msgspec
+
 from adwd.actors.eventlog import EventLogActor
 from adwd.actors.messages import Append
 from adwd.events.domain import RunProgress, event_type, workflow_stream
 from adwd.events.store import EventStore, NewEvent, StoredEvent
-
 from bench.common import median, print_table, row, write_result
 from bench.loadgen import rounds, setting
 

@@ -21,12 +21,12 @@ import threading
 import time
 from pathlib import Path
 
-from adwd.actors.catalogue import WorkflowSpec
-from adwd.service.app import Service
-from adwd.service.config import Config
 from websockets.asyncio.server import serve
 from websockets.sync.client import connect
 
+from adwd.actors.catalogue import WorkflowSpec
+from adwd.service.app import Service
+from adwd.service.config import Config
 from bench.common import median, percentile, print_table, row, write_result
 
 ROUNDS = 3

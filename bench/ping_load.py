@@ -41,13 +41,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
 from adwd.actors.catalogue import WorkflowSpec
 from adwd.events.store import EventStore
 from adwd.service.app import Service
 from adwd.service.config import Config
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-
 from bench.common import median, print_table, row, write_result
 from bench.loadgen import LoadGen, bare_serve_options, raise_nofile, rounds, setting
 

@@ -53,7 +53,6 @@ from adwd.events.domain import (
 from adwd.events.store import EventStore, NewEvent
 from adwd.projections.bundle import Projections
 from adwd.projections.views import ViewStore, catch_up
-
 from bench.common import median, print_table, row, write_result
 
 ROUNDS = 3

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import msgspec
+
 from adwd.events.errors import ErrorCode, ProtocolError
 from adwd.events.wire import CLIENT_TYPES, ClientMessage, ServerMessage
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-from adwd.events.wire import AdwId, Percent
 from msgspec import Meta, Struct
+
+from adwd.events.wire import AdwId, Percent
 
 Text = Annotated[str, Meta(max_length=2000)]
 Stage = Annotated[str, Meta(max_length=64)]

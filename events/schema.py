@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+
 from adwd.events.wire import ClientMessage, ServerMessage
 
 

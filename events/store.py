@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 import sqlite_utils
+
 from adwd.events.domain import DOMAIN_EVENTS, AnyEvent, DomainEvent, event_type
 from adwd.events.errors import StoreError
 from adwd.events.upcast import upcast

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+
 from adwd.events.domain import RunCompleted, RunFailed
 from adwd.events.store import StoredEvent
 

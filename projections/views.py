@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 import sqlite_utils
+
 from adwd.events.domain import ResourceUsage, RunQueued
 from adwd.events.errors import StoreError
 from adwd.events.store import EventStore, connect

@@ -8,6 +8,7 @@ import sys
 import threading
 
 import pykka
+
 from adwd.actors.eventlog import EventLogActor
 from adwd.actors.messages import Append, Listening
 from adwd.actors.projector import Committed, ProjectionActor

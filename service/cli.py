@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 from adwd.events.errors import AdwdError
 
 if TYPE_CHECKING:
-    from adwd.events.store import StoredEvent
     from rich.console import Console
     from rich.text import Text
+
+    from adwd.events.store import StoredEvent
 
 PIPE_WIDTH = 200  # columns of human output to a file or a pipe (COLUMNS overrides)
 
@@ -118,8 +119,9 @@ def _cell(value: object, style: str = "") -> Text:
 
 
 def _event_line(stored: StoredEvent) -> Text:
-    from adwd.service.debug import describe, format_ts
     from rich.text import Text
+
+    from adwd.service.debug import describe, format_ts
 
     line = Text()
     line.append(f"{stored.seq:>6}  ", style="bold")
@@ -167,9 +169,10 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from adwd.service.debug import format_duration, format_ts, inspect_run, open_events
     from rich.table import Table
     from rich.text import Text
+
+    from adwd.service.debug import format_duration, format_ts, inspect_run, open_events
 
     with open_events(_data_dir(args)) as store:
         runs = inspect_run(store, args.adw_id)
@@ -215,9 +218,10 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from adwd.service.debug import format_duration, format_ts, open_events, parse_bound, replay
     from rich.table import Table
     from rich.text import Text
+
+    from adwd.service.debug import format_duration, format_ts, open_events, parse_bound, replay
 
     until = parse_bound(args.until)
     with open_events(_data_dir(args)) as store:
@@ -268,8 +272,9 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from adwd.service.debug import audit_entries, format_ts, open_views
     from rich.table import Table
+
+    from adwd.service.debug import audit_entries, format_ts, open_views
 
     with open_views(_data_dir(args)) as views:
         entries = audit_entries(
@@ -336,7 +341,10 @@ def _add_debug_commands(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``adwd`` command."""
+    from adwd import __version__
+
     parser = argparse.ArgumentParser(prog="adwd", description="ADW workflow service.")
+    parser.add_argument("--version", action="version", version=f"adwd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the service")
     serve.add_argument("--host", help="address to listen on (ADWD_HOST; default 127.0.0.1)")

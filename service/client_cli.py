@@ -19,6 +19,7 @@ import urllib.request
 from typing import Any
 
 import msgspec
+
 from adwd.events.errors import AdwdError
 from adwd.events.wire import StatusUpdate, WorkflowLog
 
@@ -62,9 +63,10 @@ def get_json(base: str, path: str) -> Any:
 
 async def trigger(args: argparse.Namespace, ws_url: str) -> int:
     """Trigger a run; with ``--follow``, show it to its end and return its outcome."""
-    from adwd.transport.client import AdwdClient, ConnectFailed, TriggerRejected
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn
+
+    from adwd.transport.client import AdwdClient, ConnectFailed, TriggerRejected
 
     console = Console(stderr=args.json)
     try:
@@ -201,8 +203,9 @@ def status(args: argparse.Namespace, base: str) -> int:
 
 async def watch(args: argparse.Namespace, ws_url: str, base: str) -> int:
     """A live dashboard: runs, queue and health, redrawn as events arrive."""
-    from adwd.transport.client import AdwdClient
     from rich.live import Live
+
+    from adwd.transport.client import AdwdClient
 
     if args.once:
         status(argparse.Namespace(json=False), base)

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta, Struct
+
 from adwd.actors.catalogue import DEFAULT_WORKFLOW_TYPES, WorkflowSpec, check_template
 from adwd.events.errors import ConfigError
-from msgspec import Meta, Struct
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+
 from adwd.actors.resume import replay_frames, unrecoverable
 from adwd.actors.router import Router
 from adwd.events.codec import encode

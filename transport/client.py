@@ -25,6 +25,9 @@ from types import TracebackType
 from typing import Any
 
 import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
 from adwd.events.codec import decode_server, encode
 from adwd.events.wire import (
     CancelResponseData,
@@ -59,8 +62,6 @@ from adwd.transport.client_stream import (
     resume_url,
     run_matcher,
 )
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, WebSocketException
 
 __all__ = [
     "AdwdClient",

@@ -23,6 +23,8 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
+from websockets.asyncio.server import ServerConnection
+
 from adwd.actors.messages import LogLine, Progress, StageReport
 from adwd.events.http import (
     StatusUpdatePost,
@@ -30,7 +32,6 @@ from adwd.events.http import (
     workflow_update_decoder,
 )
 from adwd.projections.stages import STAGES
-from websockets.asyncio.server import ServerConnection
 
 LOCAL_ORIGIN = re.compile(r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$")
 MAX_BODY = 1024 * 1024

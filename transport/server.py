@@ -23,6 +23,10 @@ from typing import Any
 
 import msgspec
 import pykka
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
 from adwd.actors.base import Actor
 from adwd.actors.connection import ConnectionActor
 from adwd.actors.messages import Closed, Inbound, Opened
@@ -33,9 +37,6 @@ from adwd.events.wire import SubscribeData
 from adwd.transport.catchup import Readers, catch_up
 from adwd.transport.deflate import DEFAULT_MIN_SIZE, server_extensions
 from adwd.transport.http_api import LOCAL_ORIGIN, HttpAwareConnection
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 log = logging.getLogger(__name__)
 

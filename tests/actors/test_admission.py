@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from adwd.actors.admission import RunKey, SchedulerState, decide_trigger, runs_to_start
 from adwd.actors.catalogue import WorkflowSpec
 from adwd.events.domain import RunQueued, TriggerDeduplicated, TriggerRejected
 from adwd.events.errors import ErrorCode
 from adwd.events.wire import TriggerWorkflowData
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 DATA = Path("/data")
 CATALOGUE = {"plan": WorkflowSpec(), "build": WorkflowSpec(max_concurrent=1)}

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from adwd.actors.catalogue import (
     DEFAULT_ARGV,
     PLACEHOLDERS,
@@ -15,8 +18,6 @@ from adwd.actors.catalogue import (
     plan_launch,
 )
 from adwd.events.errors import ConfigError
-from hypothesis import given
-from hypothesis import strategies as st
 
 PROJECT = Path("/proj")
 DATA = Path("/data")

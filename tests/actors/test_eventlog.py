@@ -9,6 +9,7 @@ from typing import Any
 
 import pykka
 import pytest
+
 from adwd.actors.eventlog import EventLogActor
 from adwd.actors.messages import Append
 from adwd.events.domain import ServiceStopped

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from adwd.actors.messages import Progress
-from adwd.actors.progress import PREFIX, parse_progress_line
 from hypothesis import given
 from hypothesis import strategies as st
+
+from adwd.actors.messages import Progress
+from adwd.actors.progress import PREFIX, parse_progress_line
 
 
 @pytest.mark.parametrize(

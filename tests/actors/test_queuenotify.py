@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 
-from adwd.actors.queuenotify import RunKey, Sent, queue_changes
 from hypothesis import example, given
 from hypothesis import strategies as st
+
+from adwd.actors.queuenotify import RunKey, Sent, queue_changes
 
 
 def _queue(*adw_ids: str) -> list[RunKey]:

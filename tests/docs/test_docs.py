@@ -8,12 +8,12 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from adwd.actors.progress import PREFIX, ProgressLine
 from adwd.events.errors import CloseCode, ErrorCode
 from adwd.events.wire import ClientMessage, ServerMessage
 from adwd.service.cli import build_parser
 from adwd.service.config import ENV_VARS, Config
-
 from tests.strategies import tagged_types
 
 ROOT = Path(__file__).resolve().parents[2]

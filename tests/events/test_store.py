@@ -9,13 +9,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from adwd.events.domain import DOMAIN_EVENTS, RunProgress, ServiceStopped, event_type
 from adwd.events.errors import AdwdError, StoreError
 from adwd.events.store import EventStore, NewEvent
 from adwd.events.upcast import UPCASTERS
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from tests.strategies import for_type
 
 STREAMS = ("system", "workflow:a", "workflow:b", "connection:c")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from adwd.events.codec import decode_client, decode_server, encode
-from adwd.events.errors import ErrorCode, ProtocolError
-from adwd.events.wire import ClientMessage, ServerMessage, TriggerWorkflow
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adwd.events.codec import decode_client, decode_server, encode
+from adwd.events.errors import ErrorCode, ProtocolError
+from adwd.events.wire import ClientMessage, ServerMessage, TriggerWorkflow
 from tests.strategies import for_type, tagged_types
 
 CLIENT = tagged_types(ClientMessage)

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from websockets.sync.client import ClientConnection, connect
+
 from adwd.actors.catalogue import WorkflowSpec
 from adwd.events.store import EventStore, StoredEvent
 from adwd.service.app import Service
 from adwd.service.config import Config
-from websockets.sync.client import ClientConnection, connect
 
 TIMEOUT = 20.0
 

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adwd.events.codec import decode_client
-from adwd.events.errors import ErrorCode, ProtocolError
-from adwd.events.wire import TriggerWorkflow
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from adwd.events.codec import decode_client
+from adwd.events.errors import ErrorCode, ProtocolError
+from adwd.events.wire import TriggerWorkflow
 from tests.integration.conftest import Client, Running, services
 from tests.strategies import JSON_VALUES
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from adwd.actors.catalogue import WorkflowSpec
 from adwd.events.store import EventStore
-
 from tests.integration.conftest import TIMEOUT, Client, Running
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from adwd.actors.catalogue import WorkflowSpec
-
 from tests.integration.conftest import Running
 
 Start = Callable[..., Running]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from adwd.actors.catalogue import WorkflowSpec
-
 from tests.integration.conftest import Running
 
 

@@ -12,14 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from adwd.actors.catalogue import WorkflowSpec
-from adwd.events.store import EventStore
-from adwd.service.app import SWITCH_INTERVAL_S
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from adwd.actors.catalogue import WorkflowSpec
+from adwd.events.store import EventStore
+from adwd.service.app import SWITCH_INTERVAL_S
 from tests.integration.conftest import TIMEOUT, Client, Running, services
 
 

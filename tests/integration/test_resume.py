@@ -10,7 +10,6 @@ from typing import Any
 
 from adwd.actors.catalogue import WorkflowSpec
 from adwd.actors.wireview import wire_messages
-
 from tests.integration.conftest import Client, Running
 
 Start = Callable[..., Running]

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from adwd.actors.catalogue import WorkflowSpec
-
 from tests.integration.conftest import Running
 
 Start = Callable[..., Running]

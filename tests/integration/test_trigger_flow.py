@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from adwd.actors.catalogue import DEFAULT_WORKFLOW_TYPES
 
+from adwd.actors.catalogue import DEFAULT_WORKFLOW_TYPES
 from tests.integration.conftest import Running
 
 

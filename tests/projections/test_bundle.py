@@ -8,6 +8,9 @@ from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from adwd.events.domain import (
     CancelRequested,
     DomainEvent,
@@ -24,8 +27,6 @@ from adwd.events.domain import (
 from adwd.events.store import EventStore, NewEvent
 from adwd.projections.bundle import Projections
 from adwd.projections.views import ViewStore, catch_up
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 TYPES = ["adw_plan_iso", "adw_build_iso", "adw_test_iso"]
 

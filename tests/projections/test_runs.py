@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from adwd.events.domain import (
     DomainEvent,
     RunCompleted,
@@ -16,8 +19,6 @@ from adwd.events.domain import (
 )
 from adwd.events.store import EventStore, NewEvent, StoredEvent
 from adwd.projections.runs import RunKey, RunsProjection
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def _queued(adw_id: str, workflow_type: str = "plan") -> RunQueued:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from adwd.actors.catalogue import WorkflowSpec
 from adwd.service.cli import main
 from adwd.service.debug import Bound, QueryError, parse_bound, parse_time
-
 from tests.integration.conftest import TIMEOUT, services
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from adwd.actors.catalogue import WorkflowSpec
 
+from adwd.actors.catalogue import WorkflowSpec
 from tests.integration.conftest import Running, services
 
 

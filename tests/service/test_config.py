@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from adwd.actors.catalogue import DEFAULT_WORKFLOW_TYPES, WorkflowSpec
 from adwd.events.errors import ConfigError
 from adwd.service.config import EXAMPLES_DIR, load_config

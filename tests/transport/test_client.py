@@ -20,6 +20,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
 from adwd.actors.catalogue import WorkflowSpec
 from adwd.actors.wireview import wire_messages
 from adwd.events.wire import (
@@ -43,8 +45,6 @@ from adwd.transport.client import (
     TriggerRejected,
 )
 from adwd.transport.client_stream import Position, Verdict
-from websockets.asyncio.server import ServerConnection, serve
-
 from tests.integration import conftest as itc
 from tests.integration.conftest import Running, services
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 
-from adwd.transport.deflate import ThresholdDeflate
 from hypothesis import given
 from hypothesis import strategies as st
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
+
+from adwd.transport.deflate import ThresholdDeflate
 
 WINDOW_BITS = 12
 

@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from adwd.events.domain import ServiceStopped
 from adwd.events.errors import StoreError
 from adwd.events.store import EventStore, NewEvent
