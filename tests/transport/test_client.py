@@ -492,6 +492,10 @@ def test_heartbeat_detects_a_server_that_stopped_answering() -> None:
             # No pong: the client drops the socket and connects again by itself.
             await asyncio.wait_for(arrivals.get(), T)
             await asyncio.wait_for(first.wait_closed(), T)
+            # The server sees the new connection once it has sent its handshake
+            # response, the client only once it has read it: wait for the client's
+            # side too (on 3.12+ the server's handler runs first every time).
+            await asyncio.wait_for(client.wait_connected(), T)
             assert client.connections == 2
 
     asyncio.run(body())
