@@ -11,14 +11,12 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
 
-import msgspec
 import pykka
 
 from adwd.actors.base import Actor
 from adwd.actors.messages import Cancel, Closed, Inbound, Opened, Outbox, Reject, Trigger
-from adwd.events.codec import decode_client, encode
+from adwd.events.codec import decode_client, encode, peek
 from adwd.events.domain import TriggerRejected
 from adwd.events.errors import ErrorCode, ProtocolError
 from adwd.events.wire import (
@@ -34,17 +32,6 @@ from adwd.events.wire import (
     SubscribeData,
     TriggerWorkflow,
 )
-
-
-class _Peek(msgspec.Struct):
-    """Just enough of a frame to tell what it tried to be."""
-
-    type: Any = None
-    data: Any = None
-    request_id: Any = None
-
-
-_peek = msgspec.json.Decoder(_Peek)
 
 
 @dataclass
@@ -138,17 +125,14 @@ class ConnectionActor(Actor):
     ) -> None:
         """Tell the client what was wrong; a malformed trigger also gets its one
         trigger_response, through the log like every other trigger outcome."""
-        try:
-            peek = _peek.decode(frame)
-        except msgspec.DecodeError:
-            peek = _Peek()
-        rid = peek.request_id
+        tried = peek(frame)
+        rid = tried.request_id
         request_id = rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
         data = ErrorData(message=problem.message, code=problem.code, details=problem.details)
         session.outbox.send(encode(Error(data, request_id=request_id)))
-        if peek.type != "trigger_workflow":
+        if tried.type != "trigger_workflow":
             return
-        data_in = peek.data if isinstance(peek.data, dict) else {}
+        data_in = tried.data if isinstance(tried.data, dict) else {}
         rejected = TriggerRejected(
             error=problem.code,
             message=problem.message,

@@ -133,3 +133,64 @@ def test_near_valid_messages(
 def test_connection_survived_all_of_it(fuzz_client: Client) -> None:
     fuzz_client.send({"type": "ping"})
     assert fuzz_client.wait_for(lambda m: m["type"] == "pong")
+
+
+def _nest(depth: int, shape: str, leaf: str = "1") -> str:
+    """A JSON text nested ``depth`` levels deep, arrays, objects or both in turn."""
+    opens = closes = ""
+    for level in range(depth):
+        as_array = shape == "array" or (shape == "mixed" and level % 2 == 0)
+        opens += "[" if as_array else '{"k":'
+        closes = ("]" if as_array else "}") + closes
+    return opens + leaf + closes
+
+
+@SETTINGS
+@given(
+    depth=st.integers(30, 20_000),
+    shape=st.sampled_from(["array", "object", "mixed"]),
+    where=st.sampled_from(["data", "issue_json", "unknown_field", "top"]),
+)
+def test_deeply_nested_frames(
+    fuzz_server: Running, fuzz_client: Client, depth: int, shape: str, where: str
+) -> None:
+    nested = _nest(depth, shape)
+    frame = {
+        "data": f'{{"type":"trigger_workflow","data":{nested}}}',
+        "issue_json": '{"type":"trigger_workflow","data":{"workflow_type":"adw_plan_iso",'
+        f'"issue_json":{nested}}}}}',
+        "unknown_field": f'{{"type":"ping","data":{{"extra":{nested}}}}}',
+        "top": nested,
+    }[where]
+    assume(not _is_valid(frame, fuzz_server))
+    _assert_error(_replies_until_pong(fuzz_client, frame))
+
+
+def test_a_nested_frame_on_every_connection_leaves_the_service_serving(
+    fuzz_server: Running,
+) -> None:
+    """The frame that once killed the actor serving a quarter of all connections:
+    sent on many connections at once, each gets an error and stays usable, and
+    the service goes on accepting (50 new connections each get a pong)."""
+    frame = '{"type":"trigger_workflow","data":' + "[" * 5000 + "]" * 5000 + "}"
+    attackers = [fuzz_server.client() for _ in range(8)]
+    bystander = fuzz_server.client()
+    try:
+        for attacker in attackers:
+            attacker.send(frame)
+        for attacker in attackers:
+            _assert_error(_replies_until_pong(attacker, '{"type":"ping"}'))
+        newcomers = [fuzz_server.client() for _ in range(50)]
+        try:
+            for newcomer in newcomers:
+                newcomer.send({"type": "ping"})
+            for newcomer in newcomers:
+                assert newcomer.wait_for(lambda m: m["type"] == "pong")
+        finally:
+            for newcomer in newcomers:
+                newcomer.close()
+        bystander.send({"type": "ping"})
+        assert bystander.wait_for(lambda m: m["type"] == "pong")
+    finally:
+        for client in [*attackers, bystander]:
+            client.close()
