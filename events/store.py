@@ -11,11 +11,12 @@ process or another (the CLI), read with their own :class:`EventStore`.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,54 @@ class EventStore:
                     yield decode_row(row)
         except sqlite3.Error as exc:
             raise StoreError(f"Cannot read event log {self.path}: {exc}") from exc
+
+    def backup(
+        self,
+        dest: Path | str,
+        *,
+        pages: int = 1024,
+        progress: Callable[[int, int, int], object] | None = None,
+    ) -> tuple[int, int]:
+        """Copy the log into the file ``dest`` with SQLite's online backup; return the
+        ``(event count, last seq)`` of the copy.
+
+        Safe while the service appends: the source is read through a connection of
+        its own, read-only, and the copy is one snapshot, the log as committed when
+        the copy began. ``dest`` is overwritten (callers that must not replace a file
+        copy to a new one and rename it). The copy is a single self-contained file
+        (rollback journal, no ``-wal``) and gets a new epoch: once restored it is not
+        the log clients saw, so they cannot resume across it. ``progress`` is called
+        after each step with ``(status, remaining pages, total pages)``, as by
+        :meth:`sqlite3.Connection.backup`.
+        """
+        missing = f"No event log at {self.path}: pass the right --data-dir."
+        try:
+            with (
+                contextlib.closing(
+                    connect(self.path, readonly=True, synchronous="FULL", missing=missing)
+                ) as source,
+                contextlib.closing(sqlite3.connect(dest)) as target,
+            ):
+                # One read transaction for the whole copy. Without it every commit of the
+                # writer between two steps restarts the copy from its first page, so a
+                # busy service can starve it; with it every step reads one snapshot, the
+                # one counted here. The log is in WAL mode, where a reader never blocks
+                # the writer: the snapshot only keeps checkpoints from recycling the WAL
+                # (events.db-wal may grow) until the copy ends.
+                source.execute("BEGIN")
+                count, last = source.execute("SELECT count(*), max(seq) FROM events").fetchone()
+                # `pages` at a time (1024: 4 MiB), in short calls rather than one long one.
+                source.backup(target, pages=pages, progress=progress)
+                source.rollback()
+                # The source's WAL mode came with its pages; a backup is one file.
+                target.execute("PRAGMA journal_mode=DELETE")
+                with target:
+                    target.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'epoch'", (uuid.uuid4().hex,)
+                    )
+        except sqlite3.Error as exc:
+            raise StoreError(f"Cannot back up event log {self.path} to {dest}: {exc}") from exc
+        return int(count), int(last or 0)
 
     def close(self) -> None:
         """Close the connection; committed events are already durable."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
@@ -26,11 +25,18 @@ PIPE_WIDTH = 200  # columns of human output to a file or a pipe (COLUMNS overrid
 def _serve(args: argparse.Namespace) -> int:
     from adwd.service.app import Service
     from adwd.service.config import load_config
+    from adwd.service.logs import configure_logging
 
     config = load_config(
         args.config,
-        overrides={"host": args.host, "port": args.port, "data_dir": args.data_dir},
+        overrides={
+            "host": args.host,
+            "port": args.port,
+            "data_dir": args.data_dir,
+            "log_format": args.log_format,
+        },
     )
+    configure_logging(config.log_format)  # main() set up plain lines before the config was known
     stop = threading.Event()
     signals: list[str] = []
 
@@ -50,7 +56,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     while not stop.wait(0.5):
         if service.fatal.is_set():
-            service.stop("event log failure")
+            service.stop(service.fatal_reason)
+            print(f"adwd: stopped: {service.fatal_reason}", file=sys.stderr, flush=True)
             return 1
     service.stop(f"signal {signals[0]}" if signals else "shutdown")
     print("adwd: stopped cleanly", file=sys.stderr, flush=True)
@@ -299,6 +306,25 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup(args: argparse.Namespace) -> int:
+    from adwd.service.backup import backup_log
+
+    report = backup_log(_data_dir(args), args.dest, force=args.force)
+    if args.json:
+        _json_line(report)
+        return 0
+    print(f"adwd: backed up {report.source} to {report.path}")
+    for name, value in (
+        ("events", f"{report.events} (last seq {report.last_seq})"),
+        ("bytes", report.bytes),
+        ("integrity", report.integrity),
+        ("epoch", f"{report.epoch} (new: once restored, the copy is told from the live log)"),
+        ("took", f"{report.seconds:.3f}s"),
+    ):
+        print(f"  {name:<10} {value}")
+    return 0
+
+
 def _store_options() -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--data-dir", help="where the service keeps its data (ADWD_DATA_DIR)")
@@ -351,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (ADWD_PORT; default 8500)")
     serve.add_argument("--data-dir", help="event log and run logs (ADWD_DATA_DIR; default ./data)")
     serve.add_argument("--config", help="TOML config file (ADWD_CONFIG)")
+    serve.add_argument(
+        "--log-format", choices=("plain", "json"),
+        help="log lines on stderr: plain text or one JSON object each (ADWD_LOG_FORMAT)",
+    )  # fmt: skip
     serve.set_defaults(func=_serve)
     schema = sub.add_parser("schema", help="print the JSON Schema of the protocol")
     schema.set_defaults(func=_schema)
@@ -358,15 +388,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub)
     _add_debug_commands(sub)
+    backup = sub.add_parser(
+        "backup", parents=[_store_options()], help="copy the event log (safe while serving)"
+    )
+    backup.add_argument("dest", metavar="DEST", help="a new file, or a directory to put it in")
+    backup.add_argument("--force", action="store_true", help="replace DEST if it is a file")
+    backup.set_defaults(func=_backup)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``adwd`` console script."""
+    from adwd.service.logs import configure_logging
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging("plain")  # `adwd serve` switches to its config's log_format
     try:
         return int(args.func(args))
     except AdwdError as exc:

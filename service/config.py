@@ -18,6 +18,7 @@ from msgspec import Meta, Struct
 
 from adwd.actors.catalogue import DEFAULT_WORKFLOW_TYPES, WorkflowSpec, check_template
 from adwd.events.errors import ConfigError
+from adwd.service.logs import LogFormat
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 
@@ -38,7 +39,11 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     queue_status_interval_s: Annotated[float, Meta(ge=0)] = 1.0
     compression: Literal["deflate", "off"] = "deflate"
     compression_min_bytes: Annotated[int, Meta(ge=0)] = 1024
-    connection_actors: Annotated[int, Meta(ge=1, le=256)] = 4
+    connection_threads: Annotated[int, Meta(ge=1, le=64)] = 2
+    log_format: LogFormat = "plain"  # "json": one object per line, for log collectors
+    # Test-only: a ping whose request_id is "adwd-fault:<actor>" makes that actor
+    # raise, to test supervision. Never turn it on in production.
+    fault_injection: bool = False
     workflows: dict[str, WorkflowSpec] = {}
 
     def __post_init__(self) -> None:
@@ -75,6 +80,7 @@ ENV_VARS = {
     "ADWD_MAX_CONCURRENT": "max_concurrent",
     "ADWD_PROJECT_DIR": "project_dir",
     "ADWD_PYTHON": "python",
+    "ADWD_LOG_FORMAT": "log_format",
 }
 
 

@@ -189,3 +189,71 @@ def test_old_version_without_upcaster_raises_an_adwd_error(store: EventStore) ->
     _insert_raw(store.path, 1, "run_progress", 0, old)
     with pytest.raises(AdwdError):
         list(store.read())
+
+
+# -- backup ----------------------------------------------------------------------
+
+
+def _rows(path: Path) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT * FROM events ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+
+
+def test_backup_copies_every_row_into_one_file_with_a_new_epoch(
+    store: EventStore, tmp_path: Path
+) -> None:
+    store.append([_stopped(str(i), stream=STREAMS[i % 4]) for i in range(50)])
+    copy = tmp_path / "copy.db"
+    assert store.backup(copy) == (50, 50)
+    assert _rows(copy) == _rows(store.path)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("copy")) == ["copy.db"]
+    conn = sqlite3.connect(copy)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # self-contained
+    finally:
+        conn.close()
+    restored = EventStore(copy, readonly=True)
+    try:
+        assert list(restored.read()) == list(store.read())
+        assert len(restored.epoch) == 32
+        assert restored.epoch != store.epoch  # a restore is never mistaken for the live log
+    finally:
+        restored.close()
+
+
+def test_backup_of_an_empty_log(store: EventStore, tmp_path: Path) -> None:
+    assert store.backup(tmp_path / "copy.db") == (0, 0)
+    assert _rows(tmp_path / "copy.db") == []
+
+
+def test_backup_is_the_snapshot_it_began_with_while_the_writer_appends(
+    store: EventStore, tmp_path: Path
+) -> None:
+    big = "x" * 1900  # ~200 pages of log: many one-page steps
+    store.append([NewEvent("workflow:a", RunProgress("a", "w", 50, message=big))] * 400)
+    remaining: list[int] = []
+
+    def append_between_steps(_status: int, left: int, _total: int) -> None:
+        remaining.append(left)
+        store.append([_stopped(f"during {len(remaining)}")])  # commits on another connection
+
+    assert store.backup(tmp_path / "copy.db", pages=1, progress=append_between_steps) == (400, 400)
+    assert len(remaining) > 100
+    assert remaining == sorted(remaining, reverse=True)  # the copy never started over
+    assert store.last_seq() == 400 + len(remaining)  # the writer was never blocked
+    assert _rows(tmp_path / "copy.db") == _rows(store.path)[:400]
+
+
+def test_backup_of_a_log_that_is_gone_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    EventStore(path).close()
+    reader = EventStore(path, readonly=True)
+    try:
+        path.unlink()
+        with pytest.raises(StoreError, match="--data-dir"):
+            reader.backup(tmp_path / "copy.db")
+    finally:
+        reader.close()
