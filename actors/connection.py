@@ -1,24 +1,46 @@
-"""ConnectionActor: the one place every inbound message of a connection passes.
+"""ConnectionActor: one per WebSocket connection, the one place its inbound messages pass.
 
 It decodes and validates each frame, and owns the connection's principal:
 authentication, permissions and rate limits belong here and nowhere else.
 Replies that are not derived from events (pong, error) go straight back
-through ``send``; everything else becomes a command to the scheduler.
+through the outbox; everything else becomes a command to another actor,
+always by ``tell``: the actor shares its thread with thousands of others
+(actors/dispatch.py), so it never waits for an answer.
+
+Supervision: a handler that raises ends this connection and nothing else.
+The client gets an ``error`` (``internal``) and a 1011 close, the failure
+is recorded as an ``actor_failed`` event, and the client may reconnect and
+resume at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import time
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
 
 import pykka
+from msgspec import Struct
 
-from adwd.actors.base import Actor
-from adwd.actors.messages import Cancel, Closed, Inbound, Opened, Outbox, Reject, Trigger
+from adwd.actors.base import Fault, InjectedFault
+from adwd.actors.dispatch import DispatchedActor, Dispatcher
+from adwd.actors.messages import (
+    Append,
+    Cancel,
+    Inbound,
+    Outbox,
+    QueueStatusAsked,
+    Reject,
+    Trigger,
+)
 from adwd.events.codec import decode_client, encode, peek
-from adwd.events.domain import TriggerRejected
+from adwd.events.domain import ActorFailed, TriggerRejected, connection_stream
 from adwd.events.errors import ErrorCode, ProtocolError
+from adwd.events.store import NewEvent
 from adwd.events.wire import (
     ADW_ID_PATTERN,
     WORKFLOW_TYPE_PATTERN,
@@ -33,84 +55,165 @@ from adwd.events.wire import (
     TriggerWorkflow,
 )
 
+log = logging.getLogger(__name__)
 
-@dataclass
-class _Session:
-    """What a ConnectionActor keeps of one connection."""
-
-    outbox: Outbox
-    principal: str = "anonymous"
+Reply = Callable[[list[bytes]], None]
+FAULT_PREFIX = "adwd-fault:"  # ping request_ids that inject faults (fault_injection only)
 
 
-class ConnectionActor(Actor):
-    """Decodes, validates and dispatches the frames of the connections it serves.
+class _Replied(Struct, frozen=True):
+    """ConnectionActor (to itself): the frames answering its pending ask."""
 
-    One actor serves many connections (the transport spreads them over a few
-    actors): a thread per connection would cost more than the connection
-    itself. Each connection's frames still pass through exactly one actor,
-    in order, and its principal lives here.
-    """
+    frames: list[bytes]
+
+
+class ConnectionActor(DispatchedActor):
+    """Decodes, validates and dispatches the frames of one connection, in order."""
 
     def __init__(
         self,
         *,
+        dispatcher: Dispatcher,
+        connection_id: str,
+        outbox: Outbox,
+        since: int | None,
+        epoch: str | None,
         scheduler: pykka.ActorRef[pykka.Actor],
         projector: pykka.ActorRef[pykka.Actor],
+        event_log: pykka.ActorRef[pykka.Actor],
+        transport: pykka.ActorRef[pykka.Actor] | None = None,
         workflow_types: frozenset[str],
+        fault_injection: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(dispatcher)
+        self._cid = connection_id
+        self._outbox = outbox
+        self._since, self._epoch = since, epoch
         self._scheduler = scheduler
         self._projector = projector
+        self._event_log = event_log
         self._workflow_types = workflow_types
-        self._sessions: dict[str, _Session] = {}
+        self._faults = fault_injection
+        self._transport = transport
+        self._principal = "anonymous"
+        self._extra = {"connection": connection_id}  # for log records
+        self._awaiting = False  # an ask of this connection is unanswered
+        self._stash: deque[Inbound] = deque()  # frames that arrived meanwhile
+
+    def on_start(self) -> None:
+        """Bring the new connection up to date before it goes live."""
+        want = SubscribeData(since=self._since, epoch=self._epoch)
+        self._outbox.catch_up(want, explicit=self._since is not None, request_id=None)
 
     def on_receive(self, message: object) -> object:
-        """Connections opening and closing, and their frames."""
+        """The connection's frames, in the order they arrived, and replies to it."""
         if isinstance(message, Inbound):
-            session = self._sessions.get(message.connection_id)
-            if session is not None:
-                subscribed = self._on_frame(message.connection_id, session, message.frame)
-                if message.paused and not subscribed:
-                    session.outbox.resume(0)  # it was not a subscribe after all
-        elif isinstance(message, Opened):
-            session = self._sessions[message.connection_id] = _Session(message.outbox)
-            # Bring the new connection up to date before it goes live.
-            want = SubscribeData(since=message.since, epoch=message.epoch)
-            session.outbox.catch_up(want, explicit=message.since is not None, request_id=None)
-        elif isinstance(message, Closed):
-            self._sessions.pop(message.connection_id, None)
+            if self._awaiting:
+                self._stash.append(message)
+            else:
+                self._on_inbound(message)
+        elif isinstance(message, _Replied):
+            for frame in message.frames:
+                self._outbox.send(frame)
+            self._awaiting = False
+            while self._stash and not self._awaiting:
+                self._on_inbound(self._stash.popleft())
         return None
 
-    def _on_frame(self, cid: str, session: _Session, frame: bytes | str) -> bool:
+    def _on_inbound(self, message: Inbound) -> None:
+        subscribed = self._on_frame(message.frame)
+        if message.paused and not subscribed:
+            self._outbox.resume(0)  # it was not a subscribe after all
+
+    def _ask(self, actor: pykka.ActorRef[pykka.Actor], build: Callable[[Reply], object]) -> None:
+        """Ask without waiting: the answer comes back as a message to this actor,
+        and the frames that arrive meanwhile wait in a stash, so every reply to
+        this connection still goes out in the order of its requests."""
+        me = self.actor_ref
+
+        def reply(frames: list[bytes]) -> None:
+            with contextlib.suppress(pykka.ActorDeadError):  # the connection closed
+                me.tell(_Replied(frames))
+
+        self._awaiting = True
+        try:
+            actor.tell(build(reply))
+        except pykka.ActorDeadError:  # shutting down: nothing to answer with
+            self._awaiting = False
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Supervision: end this connection (1011), record it, touch nothing else.
+
+        pykka has already logged the traceback, once, and stopped this actor.
+        """
+        name = exception_type.__name__ if exception_type else "unknown"
+        error = ErrorData(
+            message="adwd failed while handling this connection's message; the connection "
+            "is closed. Reconnect and resume from your last seq.",
+            code=ErrorCode.INTERNAL,
+            details={"exception": name},
+        )
+        self._outbox.fail(encode(Error(error)))
+        failed = ActorFailed(
+            actor="connection",
+            exception=name,
+            connection_id=self._cid,
+            action="connection closed with 1011",
+        )
+        try:
+            self._event_log.tell(Append([NewEvent(connection_stream(self._cid), failed)]))
+        except pykka.ActorDeadError:  # the service is stopping anyway
+            log.warning(
+                "actor_failed of connection %s not recorded: the event log is gone", self._cid
+            )
+
+    def _on_frame(self, frame: bytes | str) -> bool:
         """Handle a frame; True if it was a subscribe (whose catch-up resumes delivery)."""
-        send = session.outbox.send
+        send = self._outbox.send
         try:
             msg = decode_client(frame)
         except ProtocolError as problem:
-            self._on_invalid(cid, session, frame, problem)
+            self._on_invalid(frame, problem)
             return False
         if isinstance(msg, Ping):
+            if self._faults and (msg.request_id or "").startswith(FAULT_PREFIX):
+                self._inject(msg.request_id[len(FAULT_PREFIX) :])  # type: ignore[index]
             send(encode(Pong(timestamp=int(time.time() * 1000), request_id=msg.request_id)))
         elif isinstance(msg, TriggerWorkflow):
             if msg.data.workflow_type not in self._workflow_types:
-                unknown = self._unknown_workflow(msg.data.workflow_type)
-                self._on_invalid(cid, session, frame, unknown)
+                self._on_invalid(frame, self._unknown_workflow(msg.data.workflow_type))
             else:
-                self._scheduler.tell(Trigger(msg.data, cid, session.principal, msg.request_id))
+                self._scheduler.tell(Trigger(msg.data, self._cid, self._principal, msg.request_id))
         elif isinstance(msg, CancelWorkflow):
-            self._scheduler.tell(Cancel(msg.data, cid, session.principal, send, msg.request_id))
+            self._scheduler.tell(Cancel(msg.data, self._cid, self._principal, send, msg.request_id))
         elif isinstance(msg, Subscribe):
-            session.outbox.catch_up(msg.data, explicit=True, request_id=msg.request_id)
+            self._outbox.catch_up(msg.data, explicit=True, request_id=msg.request_id)
             return True
         elif isinstance(msg, GetQueueStatus):
             rid = msg.request_id
-            try:
-                replies = self._projector.proxy().queue_status_frames(cid, rid).get(timeout=30)
-            except (pykka.ActorDeadError, pykka.Timeout):  # shutting down
-                replies = []
-            for reply in replies:
-                send(reply)
+            self._ask(self._projector, lambda reply: QueueStatusAsked(self._cid, rid, reply))
         return False
+
+    def _inject(self, target: str) -> None:
+        """Test-only (``fault_injection``): make the named actor raise."""
+        kind, _, adw_id = target.partition(":")
+        if kind == "connection":
+            raise InjectedFault("fault injected into the connection actor")
+        refs = {
+            "scheduler": self._scheduler,
+            "workflow": self._scheduler,  # which forwards it to the run's actor
+            "projector": self._projector,
+            "event_log": self._event_log,
+            "transport": self._transport,
+        }
+        ref = refs.get(kind)
+        if ref is not None:
+            ref.tell(Fault(kind, adw_id or None))
 
     def _unknown_workflow(self, workflow_type: str) -> ProtocolError:
         allowed = sorted(self._workflow_types)
@@ -120,16 +223,14 @@ class ConnectionActor(Actor):
             {"field": "data.workflow_type", "allowed": allowed},
         )
 
-    def _on_invalid(
-        self, cid: str, session: _Session, frame: bytes | str, problem: ProtocolError
-    ) -> None:
+    def _on_invalid(self, frame: bytes | str, problem: ProtocolError) -> None:
         """Tell the client what was wrong; a malformed trigger also gets its one
         trigger_response, through the log like every other trigger outcome."""
         tried = peek(frame)
         rid = tried.request_id
         request_id = rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
         data = ErrorData(message=problem.message, code=problem.code, details=problem.details)
-        session.outbox.send(encode(Error(data, request_id=request_id)))
+        self._outbox.send(encode(Error(data, request_id=request_id)))
         if tried.type != "trigger_workflow":
             return
         data_in = tried.data if isinstance(tried.data, dict) else {}
@@ -139,11 +240,11 @@ class ConnectionActor(Actor):
             adw_id=_echo(data_in.get("adw_id"), ADW_ID_PATTERN),
             workflow_type=_echo(data_in.get("workflow_type"), WORKFLOW_TYPE_PATTERN),
             details=problem.details,
-            connection_id=cid,
+            connection_id=self._cid,
             request_id=request_id,
         )
         # Through the scheduler, so this connection's trigger_responses keep its order.
-        self._scheduler.tell(Reject(rejected, cid, session.principal))
+        self._scheduler.tell(Reject(rejected, self._cid, self._principal))
 
 
 def _echo(value: object, pattern: str) -> str:

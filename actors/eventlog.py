@@ -25,6 +25,8 @@ Subscriber = Callable[[Sequence[StoredEvent]], None]
 class EventLogActor(Actor):
     """Owns the write connection; commits in groups; publishes committed batches."""
 
+    KIND = "event_log"
+
     def __init__(
         self,
         store: EventStore,

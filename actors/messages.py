@@ -31,6 +31,9 @@ class Outbox(Protocol):
     def send(self, frame: bytes) -> None:
         """Send a frame now (not part of the event stream)."""
 
+    def fail(self, frame: bytes) -> None:
+        """Send this last frame (an ``error``), then close the connection with 1011."""
+
     def catch_up(self, want: SubscribeData, *, explicit: bool, request_id: str | None) -> None:
         """Send what the connection missed after ``want.since`` (or the current
         state), then go live; ``explicit``: answer with ``subscribed`` first."""
@@ -39,13 +42,13 @@ class Outbox(Protocol):
         """End a pause that needed no catch-up (covered seq <= upto)."""
 
 
-class Opened(Struct, frozen=True):
-    """ConnectionActor: a connection opened (resume position from its URL, if any)."""
+class QueueStatusAsked(Struct, frozen=True):
+    """ProjectionActor: answer a connection's ``get_queue_status``: call ``reply``
+    with its frames (a ConnectionActor makes that a message to itself)."""
 
     connection_id: str
-    outbox: Outbox
-    since: int | None = None
-    epoch: str | None = None
+    request_id: str | None
+    reply: Callable[[list[bytes]], None]
 
 
 class Inbound(Struct, frozen=True):
@@ -55,12 +58,6 @@ class Inbound(Struct, frozen=True):
     connection_id: str
     frame: bytes | str
     paused: bool = False
-
-
-class Closed(Struct, frozen=True):
-    """ConnectionActor: the connection is gone."""
-
-    connection_id: str
 
 
 class Trigger(Struct, frozen=True):

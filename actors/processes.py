@@ -29,8 +29,12 @@ def start_ticks(pid: int) -> int:
 
 
 def is_same_process(pid: int, ticks: int) -> bool:
-    """Whether ``pid`` is still the process that started at ``ticks``."""
-    if pid <= 0:
+    """Whether ``pid`` is still the process that started at ``ticks``.
+
+    An unknown start time (0) is never taken as a match: the pid may have been
+    reused by a process that is not ours, and it must not be signalled.
+    """
+    if pid <= 0 or ticks == 0:
         return False
     try:
         os.kill(pid, 0)
@@ -38,11 +42,42 @@ def is_same_process(pid: int, ticks: int) -> bool:
         return False
     except PermissionError:
         return False  # not ours: never signal it
-    return ticks == 0 or start_ticks(pid) == ticks
+    return start_ticks(pid) == ticks
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of group ``pgid``, from /proc.
+
+    A group outlives its leader: what the leader started (a test suite, a
+    CLI) stays in the group after the leader exits, so "is the run still
+    there" is a question about the group, never about the leader. Zombies are
+    gone already (they only wait for their parent to reap them).
+    """
+    members = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no /proc: fall back to the kernel's answer for the group
+        return [pgid] if _killpg_alive(pgid) else []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat.rsplit(")", 1)[1].split()
+        # fields[0] is the state (field 3), fields[2] the process group (field 5).
+        if fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
 
 
 def group_alive(pgid: int) -> bool:
-    """Whether any process of the group is still there."""
+    """Whether any process of the group is still there (zombies count as gone)."""
+    return _killpg_alive(pgid) and bool(group_members(pgid))
+
+
+def _killpg_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):

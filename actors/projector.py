@@ -20,6 +20,7 @@ import pykka
 from msgspec import Struct
 
 from adwd.actors.base import Actor
+from adwd.actors.messages import QueueStatusAsked
 from adwd.actors.queuenotify import RunKey, Sent, queue_changes
 from adwd.actors.wireview import snapshot
 from adwd.events.codec import encode
@@ -57,6 +58,8 @@ class _QueueTick(Struct, frozen=True):
 class ProjectionActor(Actor):
     """Owns the live projections and the views file."""
 
+    KIND = "projector"
+
     def __init__(
         self,
         *,
@@ -91,6 +94,8 @@ class ProjectionActor(Actor):
         elif isinstance(message, _QueueTick):
             self._timer = None
             self._send_queue_changes()
+        elif isinstance(message, QueueStatusAsked):
+            message.reply(self.queue_status_frames(message.connection_id, message.request_id))
         return None
 
     def on_stop(self) -> None:

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 @dataclass(eq=False)  # hashed by identity: a key of the pending writes
 class _Conn:
     ws: ServerConnection
+    connection_id: str  # for log lines: the id the transport gave the connection
     follows: frozenset[str] | None = None  # None: every run
     # (seq, frame, addressed to this connection alone); None: live
     buffer: list[tuple[int, bytes, bool, str | None]] | None = field(default_factory=list)
@@ -67,7 +68,7 @@ class Router:
 
     def add(self, connection_id: str, ws: ServerConnection) -> None:
         """Register a connection, paused until its catch-up is done."""
-        self._conns[connection_id] = _Conn(ws)
+        self._conns[connection_id] = _Conn(ws, connection_id)
 
     def remove(self, connection_id: str) -> None:
         """Stop delivering to a closed connection."""
@@ -160,6 +161,19 @@ class Router:
         """Send a frame that is not part of the event stream (pong, error, queue_status)."""
         self.send_each([(connection_id, frame)])
 
+    def fail(self, connection_id: str, frame: bytes) -> None:
+        """Send a last frame, stop delivering, and close with 1011 (its actor failed)."""
+        conn = self._conns.pop(connection_id, None)
+        if conn is None:
+            return  # already closed
+        self._queue(conn, frame)
+        self._write_out()
+        task = asyncio.get_running_loop().create_task(
+            conn.ws.close(CloseCode.INTERNAL_ERROR, "internal error; reconnect and resume")
+        )
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     def send_each(self, frames: Sequence[tuple[str, bytes]]) -> None:
         """Send several frames, each to its connection (one loop hand-off for all)."""
         for connection_id, frame in frames:
@@ -208,7 +222,12 @@ class Router:
                     ws.protocol.send_text(frame)
                 transport.write(b"".join(ws.protocol.data_to_send()))
             except Exception as exc:  # a transport failing mid-write: the peer is gone
-                log.warning("could not write to %s: %s", ws.remote_address, exc)
+                log.warning(
+                    "could not write to %s: %s",
+                    ws.remote_address,
+                    exc,
+                    extra={"connection": conn.connection_id},
+                )
         for conn in slow:  # after the loop: dropping changes the table being iterated
             self._drop_slow(conn)
 
@@ -218,7 +237,11 @@ class Router:
             if other is conn:
                 del self._conns[connection_id]
         self.slow_disconnects += 1
-        log.warning("closing slow client %s: outbound data over the limit", conn.ws.remote_address)
+        log.warning(
+            "closing slow client %s: outbound data over the limit",
+            conn.ws.remote_address,
+            extra={"connection": conn.connection_id},
+        )
         task = asyncio.get_running_loop().create_task(
             conn.ws.close(
                 CloseCode.TRY_AGAIN_LATER,

@@ -25,7 +25,7 @@ from adwd.actors.admission import (
     repeat_answer,
     runs_to_start,
 )
-from adwd.actors.base import Actor
+from adwd.actors.base import Actor, Fault
 from adwd.actors.catalogue import WorkflowSpec, plan_launch
 from adwd.actors.messages import Append, Cancel, Listening, Reject, RunEnded, Stop, Trigger
 from adwd.actors.workflow import WorkflowActor
@@ -57,6 +57,8 @@ def new_adw_id() -> str:
 
 class SchedulerActor(Actor):
     """Owns the queue and the running set; the only starter of runs."""
+
+    KIND = "scheduler"
 
     def __init__(
         self,
@@ -113,6 +115,11 @@ class SchedulerActor(Actor):
 
     def on_receive(self, message: object) -> object:
         """Triggers, cancels and the end of runs."""
+        if isinstance(message, Fault) and message.kind == "workflow":
+            worker = next((w for k, w in self._workers.items() if k[0] == message.adw_id), None)
+            if worker is not None:
+                worker.tell(message)
+            return None
         if isinstance(message, Trigger):
             self._on_trigger(message)
         elif isinstance(message, Reject):

@@ -35,10 +35,11 @@ from adwd.actors.messages import (
     StageReport,
     Stop,
 )
-from adwd.actors.processes import start_ticks, usage_of
+from adwd.actors.processes import group_alive, start_ticks, usage_of
 from adwd.actors.progress import parse_progress_line
 from adwd.actors.ratelimit import TokenBucket
 from adwd.events.domain import (
+    ActorFailed,
     DomainEvent,
     ResourceUsage,
     RunCompleted,
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 
 class WorkflowActor(Actor):
     """Runs one workflow run from spawn to its one terminal event."""
+
+    KIND = "workflow"
 
     def __init__(
         self,
@@ -98,6 +101,7 @@ class WorkflowActor(Actor):
         self._cancelled = False
         self._ended = False
         self._timers: list[threading.Timer] = []
+        self._exit = _ExitBox()  # the reader, the one reaper, fills it
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -149,6 +153,13 @@ class WorkflowActor(Actor):
                 expected_s=self._expected_s,
             )
         )
+        log.info(
+            "run %s (%s) started: pid %d",
+            self._adw_id,
+            self._workflow_type,
+            self._proc.pid,
+            extra={"adw_id": self._adw_id},
+        )
         self._move(self._own_stage, f"{self._workflow_type} started")
         # stderr gets its own reader and its own append handle: each writes whole lines.
         threading.Thread(
@@ -159,7 +170,7 @@ class WorkflowActor(Actor):
         ).start()
         threading.Thread(
             target=_pump,
-            args=(self._proc, log_file, self.actor_ref.tell),
+            args=(self._proc, log_file, self.actor_ref.tell, self._exit),
             name=f"adw-reader-{self._adw_id}",
             daemon=True,
         ).start()
@@ -181,6 +192,8 @@ class WorkflowActor(Actor):
             self._on_stop_request(message)
         elif isinstance(message, Kill):
             self._signal(signal.SIGKILL)
+        elif isinstance(message, OutputFailed):
+            self._on_stop_request(Stop(reason=f"its output could not be written: {message.reason}"))
         return None
 
     def on_stop(self) -> None:
@@ -189,24 +202,70 @@ class WorkflowActor(Actor):
             timer.cancel()
         if self._ended or self._proc is None:
             return
-        self._signal(signal.SIGTERM)
-        try:
-            self._proc.wait(timeout=self._grace_s)
-        except subprocess.TimeoutExpired:
-            self._signal(signal.SIGKILL)
-            self._proc.wait()
+        returncode = self._stop_group()
         self._end(
             RunFailed(
                 **self._ids(),
                 reason="interrupted: the service shut down while the run was in progress; "
                 "trigger it again to re-run it",
-                exit_code=self._proc.returncode,
+                exit_code=returncode,
                 duration_s=self._elapsed(),
                 progress_percent=self._progress,
                 expected_s=self._expected_s,
             ),
             notify=False,
         )
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: object,
+    ) -> None:
+        """Supervision: a failure in this actor ends this run and nothing else.
+
+        The process group is stopped (it can no longer be supervised), the run
+        fails with a reason that blames adwd, not the workflow, and the
+        scheduler frees the slot. pykka has logged the traceback already.
+        """
+        name = exception_type.__name__ if exception_type else "unknown"
+        for timer in self._timers:
+            timer.cancel()
+        returncode = self._stop_group() if self._proc is not None else None
+        self._append(
+            ActorFailed(actor=self.KIND, exception=name, adw_id=self._adw_id, action="run failed")
+        )
+        if not self._ended:
+            self._ended = True
+            self._append(
+                RunFailed(
+                    **self._ids(),
+                    reason=f"failed inside adwd ({name} in the run's actor), not in the "
+                    "workflow; its processes were stopped. Trigger it again to re-run it",
+                    exit_code=returncode,
+                    duration_s=self._elapsed(),
+                    progress_percent=self._progress,
+                    expected_s=self._expected_s,
+                )
+            )
+            self._scheduler.tell(RunEnded(self._adw_id, self._workflow_type, None, self._stage))
+
+    def _stop_group(self) -> int | None:
+        """SIGTERM the run's whole group; SIGKILL what is left of it after the
+        grace period; the leader's exit code (reaped by the reader)."""
+        assert self._proc is not None
+        pgid = self._proc.pid
+        deadline = time.monotonic() + self._grace_s
+        self._signal(signal.SIGTERM)
+        self._exit.wait(self._grace_s)
+        # The leader may be gone while what it started ignores SIGTERM: wait for
+        # the group, not the leader.
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.02)  # no wait() exists for members we did not start
+        if group_alive(pgid) or not self._exit.done:
+            self._signal(signal.SIGKILL)
+        self._exit.wait(self._grace_s + 5)
+        return self._exit.returncode
 
     # -- handlers ----------------------------------------------------------
 
@@ -334,13 +393,23 @@ class WorkflowActor(Actor):
         for timer in self._timers:
             timer.cancel()
         self._append(event)
+        outcome = f"failed: {event.reason}" if isinstance(event, RunFailed) else "completed"
+        log.info(
+            "run %s (%s) %s",
+            self._adw_id,
+            self._workflow_type,
+            outcome,
+            extra={"adw_id": self._adw_id},
+        )
         if notify:
             took = event.duration_s if isinstance(event, RunCompleted) else None
             self._scheduler.tell(RunEnded(self._adw_id, self._workflow_type, took, self._stage))
             self.actor_ref.stop(block=False)
 
     def _signal(self, signum: int) -> None:
-        if self._proc is None or self._proc.returncode is not None:
+        """Signal the run's whole group, even after its leader exited (the
+        group's id stays reserved while any member lives)."""
+        if self._proc is None:
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._proc.pid, signum)
@@ -352,15 +421,54 @@ class WorkflowActor(Actor):
         self._timers.append(timer)
 
 
+class OutputFailed(msgspec.Struct, frozen=True):
+    """WorkflowActor: the run's output could not be written (disk full...)."""
+
+    reason: str
+
+
+class _ExitBox:
+    """The child's exit, filled once by the reader thread, the one reaper."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self.returncode: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def set(self, returncode: int) -> None:
+        self.returncode = returncode
+        self._done.set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.wait(timeout)
+
+
 def _pump(
-    proc: subprocess.Popen[bytes], log_file: IO[bytes], tell: Callable[[object], None]
+    proc: subprocess.Popen[bytes],
+    log_file: IO[bytes],
+    tell: Callable[[object], None],
+    exit_box: _ExitBox,
 ) -> None:
-    """Reader thread: stdout lines to the log file, progress lines to the actor."""
+    """Reader thread: stdout lines to the log file, progress lines to the actor.
+
+    It alone reaps the child, and it always reports the exit: a log that
+    cannot be written (disk full) ends the run, never the reader.
+    """
     assert proc.stdout is not None
+    writable = True
     try:
         for line in proc.stdout:
-            log_file.write(line)
-            log_file.flush()
+            if writable:
+                try:
+                    log_file.write(line)
+                    log_file.flush()
+                except OSError as exc:
+                    writable = False
+                    with contextlib.suppress(pykka.ActorDeadError):
+                        tell(OutputFailed(f"{exc.strerror or exc} ({proc.args[0]!s} log)"))
             progress = parse_progress_line(line)
             with contextlib.suppress(pykka.ActorDeadError):
                 if progress is not None:
@@ -370,8 +478,11 @@ def _pump(
     finally:
         proc.stdout.close()
         returncode, usage = _wait(proc)
-        log_file.write(f"--- adwd: exit code {returncode}\n".encode())
-        log_file.close()
+        exit_box.set(returncode)
+        with contextlib.suppress(OSError):
+            log_file.write(f"--- adwd: exit code {returncode}\n".encode())
+        with contextlib.suppress(OSError):
+            log_file.close()
         with contextlib.suppress(pykka.ActorDeadError):  # stopped at shutdown
             tell(Exited(returncode, usage))
 
@@ -381,13 +492,26 @@ def _pump_stderr(
 ) -> None:
     """Reader thread: stderr lines to the log file and, as log lines, to the actor."""
     assert proc.stderr is not None
-    with log_file, proc.stderr:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(proc.stderr)
+        stack.callback(_close_quietly, log_file)
+        writable = True
         for line in proc.stderr:
-            log_file.write(line)
-            log_file.flush()
+            if writable:
+                try:
+                    log_file.write(line)
+                    log_file.flush()
+                except OSError as exc:
+                    writable = False  # the stdout reader reports it (same file)
+                    log.warning("run log not writable: %s", exc)
             if text := line.decode(errors="replace").rstrip():
                 with contextlib.suppress(pykka.ActorDeadError):
                     tell(LogLine(line_level(text), text[:2000]))
+
+
+def _close_quietly(file: IO[bytes]) -> None:
+    with contextlib.suppress(OSError):
+        file.close()
 
 
 def line_level(text: str) -> str:
@@ -406,7 +530,7 @@ def _wait(proc: subprocess.Popen[bytes]) -> tuple[int, ResourceUsage | None]:
     """Reap the child with wait4, which also reports what it consumed."""
     try:
         _pid, status, rusage = os.wait4(proc.pid, 0)
-    except ChildProcessError:  # already reaped (on_stop's wait at shutdown)
+    except ChildProcessError:  # not ours to reap (never expected: this is the one reaper)
         return proc.wait(), None
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, usage_of(rusage)

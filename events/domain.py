@@ -187,6 +187,19 @@ class OrphanStopped(DomainEvent, tag="orphan_stopped"):
     signal: str
 
 
+class ActorFailed(DomainEvent, tag="actor_failed"):
+    """An actor raised out of a handler; its supervisor applied its policy.
+
+    Never carries the message that caused it (a frame may hold anything).
+    """
+
+    actor: str  # connection, workflow, scheduler, projector, event_log, transport
+    exception: str  # the exception's type name
+    connection_id: str | None = None
+    adw_id: str | None = None
+    action: str = ""  # what the supervisor did: "connection closed 1011", ...
+
+
 DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
     ServiceStarted,
     ServiceStopped,
@@ -202,6 +215,7 @@ DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
     OrphanStopped,
     StageChanged,
     RunLogged,
+    ActorFailed,
 )
 AnyEvent = (
     ServiceStarted
@@ -218,6 +232,7 @@ AnyEvent = (
     | OrphanStopped
     | StageChanged
     | RunLogged
+    | ActorFailed
 )
 TERMINAL_EVENTS = (RunCompleted, RunFailed)
 

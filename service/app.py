@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -13,7 +14,8 @@ from adwd.actors.eventlog import EventLogActor
 from adwd.actors.messages import Append, Listening
 from adwd.actors.projector import Committed, ProjectionActor
 from adwd.actors.scheduler import SchedulerActor
-from adwd.events.domain import SYSTEM_STREAM, ServiceStarted, ServiceStopped
+from adwd.actors.workflow import WorkflowActor
+from adwd.events.domain import SYSTEM_STREAM, ActorFailed, ServiceStarted, ServiceStopped
 from adwd.events.store import EventStore, NewEvent
 from adwd.projections.stages import stage_of
 from adwd.projections.views import ViewStore, catch_up
@@ -57,6 +59,7 @@ class Service:
         self.config = config
         self.port = 0
         self.fatal = threading.Event()
+        self.fatal_reason = ""
         self._store: EventStore | None = None
         self._views: ViewStore | None = None
         self._event_log: pykka.ActorRef[EventLogActor] | None = None
@@ -96,7 +99,9 @@ class Service:
             log.warning("event log restored from an older copy: new epoch %s", store.rotate_epoch())
         projections = catch_up(views, store)
         runs = projections.runs
+        supervise = self._on_core_failure
         projector = self._projector = ProjectionActor.start(
+            supervisor=supervise,
             projections=projections,
             views=views,
             epoch=store.epoch,
@@ -104,6 +109,7 @@ class Service:
         )
         event_log = self._event_log = EventLogActor.start(
             store,
+            supervisor=supervise,
             subscribers=[lambda batch: projector.tell(Committed(batch))],
             on_fatal=self._on_fatal,
         )
@@ -120,6 +126,7 @@ class Service:
         event_log.tell(Append(startup))
         catalogue = cfg.catalogue
         self._scheduler = SchedulerActor.start(
+            supervisor=supervise,
             event_log=event_log,
             catalogue=catalogue,
             data_dir=data,
@@ -139,6 +146,7 @@ class Service:
             log_lines_per_s=cfg.log_lines_per_s,
         )
         self._transport = TransportActor.start(
+            supervisor=supervise,
             host=cfg.host,
             port=cfg.port,
             scheduler=self._scheduler,
@@ -149,7 +157,9 @@ class Service:
             max_outbound_bytes=cfg.max_outbound_bytes,
             compression=cfg.compression,
             compression_min_bytes=cfg.compression_min_bytes,
-            connection_actors=cfg.connection_actors,
+            connection_threads=cfg.connection_threads,
+            fault_injection=cfg.fault_injection,
+            is_fatal=self.fatal.is_set,
         )
         self.port = self._transport.proxy().port.get()
         # Workflows that report over HTTP or WebSocket learn where from their environment.
@@ -157,13 +167,24 @@ class Service:
         log.info("adwd listening on ws://%s:%d/ws/trigger (data in %s)", cfg.host, self.port, data)
 
     def stop(self, reason: str = "shutdown") -> None:
-        """Stop accepting, end running workflows, flush the log, close sockets with 1001."""
+        """Stop accepting, end running workflows, flush the log, close sockets with 1001.
+
+        Each step goes on when an actor is already dead (a failed core actor is
+        why a service stops early): stopping never leaves threads behind.
+        """
+        alive = contextlib.suppress(pykka.ActorDeadError)
         if self._transport is not None:
-            self._transport.proxy().stop_accepting().get()
+            with alive:
+                self._transport.proxy().stop_accepting().get()
         if self._scheduler is not None:
             self._scheduler.stop()
+        # A failed scheduler stopped no workflow: stop what is left, each ends its run.
+        for worker in pykka.ActorRegistry.get_by_class(WorkflowActor):
+            worker.stop()
         if self._event_log is not None:
-            self._event_log.tell(Append([NewEvent(SYSTEM_STREAM, ServiceStopped(reason=reason))]))
+            with alive:
+                stopped = ServiceStopped(reason=reason)
+                self._event_log.tell(Append([NewEvent(SYSTEM_STREAM, stopped)]))
             self._event_log.stop()
         if self._projector is not None:
             self._projector.stop()  # after the log: it has folded every batch
@@ -183,4 +204,25 @@ class Service:
 
     def _on_fatal(self, exc: BaseException) -> None:
         log.critical("stopping: the event log failed: %s", exc)
-        self.fatal.set()
+        self._set_fatal("the event log failed")
+
+    def _on_core_failure(self, actor: object, exc: BaseException) -> None:
+        """Supervision of the singletons: the service stops and exits non-zero.
+
+        A singleton's state is folded from the log at start, so the process
+        supervisor's restart (systemd, a container runtime) plus crash recovery
+        rebuild it whole; restarting one actor alone inside a process whose
+        other actors hold references to the dead one would not.
+        """
+        kind = getattr(actor, "KIND", type(actor).__name__)
+        log.critical("stopping: the %s actor failed (%s)", kind, type(exc).__name__)
+        if kind != "event_log" and self._event_log is not None:
+            failed = ActorFailed(actor=kind, exception=type(exc).__name__, action="service stops")
+            with contextlib.suppress(pykka.ActorDeadError):
+                self._event_log.tell(Append([NewEvent(SYSTEM_STREAM, failed)]))
+        self._set_fatal(f"the {kind} actor failed")
+
+    def _set_fatal(self, reason: str) -> None:
+        if not self.fatal.is_set():
+            self.fatal_reason = reason
+            self.fatal.set()

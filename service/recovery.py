@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-from adwd.actors.processes import is_same_process, stop_group
+from adwd.actors.processes import group_members, is_same_process, start_ticks, stop_group
 from adwd.events.domain import ErrorReported, OrphanStopped, RunFailed, workflow_stream
 from adwd.events.store import NewEvent
 from adwd.projections.runs import RunView
@@ -24,7 +24,7 @@ def recover_in_flight(views: list[RunView], grace_s: float) -> list[NewEvent]:
     for view in views:
         adw_id, workflow_type = view.key
         stream = workflow_stream(adw_id)
-        if is_same_process(view.pid, view.proc_start):
+        if _is_ours(view.pid, view.proc_start):
             sent = stop_group(view.pid, grace_s)
             events.append(
                 NewEvent(stream, OrphanStopped(adw_id=adw_id, workflow_type=workflow_type,
@@ -44,6 +44,24 @@ def recover_in_flight(views: list[RunView], grace_s: float) -> list[NewEvent]:
         )
         events.append(NewEvent(stream, interrupted_report(view)))
     return events
+
+
+def _is_ours(pgid: int, leader_ticks: int) -> bool:
+    """Whether group ``pgid`` is still the group a run's leader started.
+
+    The group, not its leader: the leader usually dies with the service (a
+    broken pipe) while what it started lives on in the group, and the group's
+    id cannot be taken by another group while any member of ours lives. A group
+    whose members all started after the recorded leader passes; a start time
+    that was never recorded, or a member older than the leader (the pid was
+    reused, e.g. after a reboot), does not: never signal what is not ours.
+    """
+    if pgid <= 0 or leader_ticks == 0:
+        return False
+    if is_same_process(pgid, leader_ticks):
+        return True
+    members = group_members(pgid)
+    return bool(members) and all(start_ticks(m) >= leader_ticks for m in members)
 
 
 def interrupted_report(view: RunView) -> ErrorReported:

@@ -9,7 +9,6 @@ with ``loop.call_soon_threadsafe``. WebSocket clients connect to
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import http
 import logging
@@ -29,7 +28,8 @@ from websockets.http11 import Request, Response
 
 from adwd.actors.base import Actor
 from adwd.actors.connection import ConnectionActor
-from adwd.actors.messages import Closed, Inbound, Opened
+from adwd.actors.dispatch import Dispatcher
+from adwd.actors.messages import Inbound
 from adwd.actors.router import Router
 from adwd.events.errors import AdwdError, CloseCode
 from adwd.events.store import StoredEvent
@@ -41,6 +41,7 @@ from adwd.transport.http_api import LOCAL_ORIGIN, HttpAwareConnection
 log = logging.getLogger(__name__)
 
 WS_PATHS = frozenset({"/ws/trigger", "/ws"})
+FAIL_CLOSE_S = 5.0  # how long a connection whose actor died waits for its supervised close
 
 
 class TransportError(AdwdError):
@@ -49,6 +50,8 @@ class TransportError(AdwdError):
 
 class TransportActor(Actor):
     """Runs the asyncio loop thread and bridges it to the actors."""
+
+    KIND = "transport"
 
     def __init__(
         self,
@@ -63,7 +66,9 @@ class TransportActor(Actor):
         max_outbound_bytes: int,
         compression: str = "deflate",
         compression_min_bytes: int = DEFAULT_MIN_SIZE,
-        connection_actors: int = 4,
+        connection_threads: int = 2,
+        fault_injection: bool = False,
+        is_fatal: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__()
         self._host = host
@@ -75,8 +80,11 @@ class TransportActor(Actor):
         self._ask_projector = projector.proxy()
         self._readers = Readers(events_path)
         self._extensions = server_extensions(compression, compression_min_bytes)
-        self._actors: list[pykka.ActorRef[ConnectionActor]] = []
-        self._connection_actors = connection_actors
+        self._connection_threads = connection_threads
+        self._fault_injection = fault_injection
+        self._is_fatal = is_fatal
+        self._draining = False
+        self._dispatcher: Dispatcher | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._workflow_types = workflow_types
         self._router = Router(max_outbound_bytes)
@@ -87,15 +95,8 @@ class TransportActor(Actor):
         self.port = 0
 
     def on_start(self) -> None:
-        """Start the connection actors and the loop thread, listen, follow the log."""
-        self._actors = [
-            ConnectionActor.start(
-                scheduler=self._scheduler,
-                projector=self._projector,
-                workflow_types=self._workflow_types,
-            )
-            for _ in range(self._connection_actors)
-        ]
+        """Start the connection actors' dispatcher and the loop thread, listen, follow the log."""
+        self._dispatcher = Dispatcher(self._connection_threads, name="adwd-conn")
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
         try:
@@ -180,9 +181,15 @@ class TransportActor(Actor):
             future = call(self._ask_projector)
             return await loop.run_in_executor(None, functools.partial(future.get, timeout=10))
 
+        if path in ("/readyz", "/livez"):
+            checks = self.readiness() if path == "/readyz" else {"process": True}
+            ok = all(checks.values())
+            status = http.HTTPStatus.OK if ok else http.HTTPStatus.SERVICE_UNAVAILABLE
+            return status, {"status": "ok" if ok else "unavailable", "checks": checks}
         if path == "/health":
+            ready = all(self.readiness().values())
             return http.HTTPStatus.OK, {
-                "status": "healthy",
+                "status": "healthy" if ready else "unhealthy",
                 "active_connections": len(self._router),
                 "uptime": round(time.monotonic() - self._started_at, 3),
                 "seq": await ask(lambda p: p.seq()),
@@ -204,14 +211,36 @@ class TransportActor(Actor):
             "/api/runs or /api/adws/<adw_id>.",
         }
 
+    def readiness(self) -> dict[str, bool]:
+        """What /readyz checks: each core actor alive, the log writable, not draining."""
+        return {
+            "event_log": self._event_log.is_alive() and not self._is_fatal(),
+            "scheduler": self._scheduler.is_alive(),
+            "projector": self._projector.is_alive(),
+            "transport": not self.actor_stopped.is_set(),
+            "accepting": not self._draining,
+        }
+
     async def _handle(self, ws: ServerConnection) -> None:
         connection_id = secrets.token_hex(6)
         since, epoch = _resume_params(ws.request.path if ws.request else "")
         self._router.add(connection_id, ws)  # paused until its catch-up is done
-        # Every frame of a connection goes to the same actor, so they stay in order.
-        actor = self._actors[hash(connection_id) % len(self._actors)]
         outbox = _LoopOutbox(self, connection_id)
-        actor.tell(Opened(connection_id, outbox, since, epoch))
+        assert self._dispatcher is not None
+        # The connection's own actor: its frames, in order, and its principal.
+        actor = ConnectionActor.start(
+            dispatcher=self._dispatcher,
+            connection_id=connection_id,
+            outbox=outbox,
+            since=since,
+            epoch=epoch,
+            scheduler=self._scheduler,
+            projector=self._projector,
+            event_log=self._event_log,
+            transport=self.actor_ref,
+            workflow_types=self._workflow_types,
+            fault_injection=self._fault_injection,
+        )
         try:
             # Commands wait until the connection is up to date: a run it triggers
             # then starts after its snapshot, so the client sees the run's every
@@ -231,32 +260,56 @@ class TransportActor(Actor):
                 actor.tell(Inbound(connection_id, frame, paused))
         except ConnectionClosed:
             pass
+        except pykka.ActorDeadError:
+            # Its actor failed: its supervision (on_failure) sends the error and
+            # closes with 1011 through the outbox. Wait for that; close here only
+            # if it does not come (the service is stopping).
+            try:
+                await asyncio.wait_for(ws.wait_closed(), FAIL_CLOSE_S)
+            except TimeoutError:
+                await ws.close(CloseCode.INTERNAL_ERROR, "internal error; reconnect and resume")
         finally:
             self._router.remove(connection_id)
-            with contextlib.suppress(pykka.ActorDeadError):
-                actor.tell(Closed(connection_id))
+            actor.stop(block=False)  # after the frames already in its mailbox
 
     # -- shutdown, called from the service's thread through the proxy ------
 
     def stop_accepting(self) -> None:
-        """Close the listening sockets; open connections stay."""
+        """Close the listening sockets; open connections stay. /readyz says 503 from now."""
+        self._draining = True
         if self._server is not None:
             self._loop.call_soon_threadsafe(self._server.server.close)
 
     def on_stop(self) -> None:
         """Close every connection with 1001 (after what is queued for it), stop the loop."""
-        if self._server is not None:
-            asyncio.run_coroutine_threadsafe(self._close_all(), self._loop).result(timeout=30)
+        self._shut_down(CloseCode.GOING_AWAY, "service shutting down")
+
+    def on_failure(self, *exc_info: Any) -> None:
+        """Supervision: close every connection with 1011 and stop the loop (no thread
+        of a dead transport may keep the process alive), then tell the supervisor."""
+        self._draining = True
+        try:
+            self._shut_down(CloseCode.INTERNAL_ERROR, "internal error; reconnect shortly")
+        finally:
+            super().on_failure(*exc_info)
+
+    def _shut_down(self, code: CloseCode, reason: str) -> None:
+        if self._loop.is_closed():
+            return
+        if self._server is not None and self._thread.is_alive():
+            close = self._close_all(code, reason)
+            asyncio.run_coroutine_threadsafe(close, self._loop).result(timeout=30)
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
         self._loop.close()
         self._readers.close()
-        for actor in self._actors:
-            actor.stop()
+        if self._dispatcher is not None:
+            self._dispatcher.stop()
 
-    async def _close_all(self) -> None:
+    async def _close_all(self, code: CloseCode, reason: str) -> None:
         assert self._server is not None
-        self._server.close(code=CloseCode.GOING_AWAY, reason="service shutting down")
+        self._server.close(code=code, reason=reason)
         await self._server.wait_closed()
         for task in list(self._tasks):
             task.cancel()
@@ -277,6 +330,9 @@ class _LoopOutbox:
 
     def send(self, frame: bytes) -> None:
         self._t._loop.call_soon_threadsafe(self._t._router.send_to, self._cid, frame)
+
+    def fail(self, frame: bytes) -> None:
+        self._t._loop.call_soon_threadsafe(self._t._router.fail, self._cid, frame)
 
     def catch_up(self, want: SubscribeData, *, explicit: bool, request_id: str | None) -> None:
         self._t._loop.call_soon_threadsafe(self._start, want, explicit, request_id)

@@ -11,6 +11,9 @@ shutdown) and to record when each child ran:
   ``O_APPEND`` descriptor so lines from concurrent children never interleave. A child killed by
   a signal writes no ``end`` line.
 
+* ``ADW_STUBBORN_CHILD``: if set to a path, start a helper process in the run's process group
+  that ignores SIGTERM (as a test suite or a CLI might), and write its pid to that path.
+
 SIGTERM is reset to the default action, so it kills the process even if the parent ignored it.
 """
 
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 from _adw import progress
@@ -42,6 +47,16 @@ def main() -> int:
     """Wait for the release file, tracing start and end; return the exit code."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     trace("start")
+    stubborn = os.environ.get("ADW_STUBBORN_CHILD")
+    if stubborn:
+        ignore = (
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"
+        )
+        quiet = subprocess.DEVNULL  # it must not hold the run's output pipe open
+        helper = subprocess.Popen([sys.executable, "-c", ignore], stdout=quiet, stderr=quiet)
+        with open(stubborn + ".tmp", "w") as out:
+            out.write(str(helper.pid))
+        os.replace(stubborn + ".tmp", stubborn)
     release = os.environ.get("ADW_RELEASE_FILE")
     progress(10, "Stage: sleep", f"Waiting for {release}" if release else "Waiting forever")
     while release is None or not os.path.exists(release):
