@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 
-from bench import append, connections, deflate, fanout, latency, ping_load, replay
+from bench import append, connections, deflate, fanout, growth, latency, ping_load, replay
 from bench.common import print_table, write_result
 from bench.loadgen import quick
 
@@ -41,6 +41,7 @@ SUITE: dict[str, tuple[Callable[[], Rows], bool]] = {
     "append": (append.run, False),
     "connections": (connections.run, False),
     "deflate": (deflate.run, False),
+    "growth": (growth.run, False),
 }
 
 
