@@ -1,27 +1,9 @@
 """The public Python client of adwd: ``from adwd.client import AdwdClient``.
 
-A short, stable import path for applications; the code lives in
-:mod:`adwd.transport.client` (docs/client.md).
+A short, stable import path for applications; the code, and the list of
+public names (``__all__``), live in :mod:`adwd.transport.client`
+(docs/client.md).
 """
 
-from adwd.transport.client import (
-    AdwdClient,
-    ClientClosed,
-    ClientError,
-    ConnectFailed,
-    RequestTimeout,
-    ServerError,
-    SlowConsumer,
-    TriggerRejected,
-)
-
-__all__ = [
-    "AdwdClient",
-    "ClientClosed",
-    "ClientError",
-    "ConnectFailed",
-    "RequestTimeout",
-    "ServerError",
-    "SlowConsumer",
-    "TriggerRejected",
-]
+from adwd.transport.client import *  # noqa: F403  (a facade: the same public names)
+from adwd.transport.client import __all__ as __all__
