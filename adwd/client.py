@@ -6,4 +6,4 @@ public names (``__all__``), live in :mod:`adwd.transport.client`
 """
 
 from adwd.transport.client import *  # noqa: F403  (a facade: the same public names)
-from adwd.transport.client import __all__ as __all__
+from adwd.transport.client import __all__  # noqa: F401  (re-exported: the facade's public names)
