@@ -98,11 +98,6 @@ class Dispatcher:
         for thread in self._threads:
             thread.start()
 
-    @property
-    def threads(self) -> int:
-        """How many threads run the actors."""
-        return len(self._threads)
-
     def schedule(self, actor: DispatchedActor) -> None:
         """Make ``actor`` run on one of the threads (it has mail)."""
         with self._ready:
