@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from adwd.actors.messages import QueueStatusAsked
 from adwd.actors.queuenotify import RunKey, Sent, queue_changes
 from adwd.actors.wireview import snapshot
 from adwd.events.codec import encode
+from adwd.events.domain import ActorFailed
 from adwd.events.store import StoredEvent
 from adwd.events.wire import QueueStatus, QueueStatusData
 from adwd.projections.bundle import Projections
@@ -79,6 +81,7 @@ class ProjectionActor(Actor):
         self._timer_at = 0.0
         self._last_pass = float("-inf")  # monotonic time of the last queue pass
         self._unsettled = False  # batches folded since the last save
+        self._failures: Counter[str] = Counter()  # actor_failed events since this start
 
     def on_receive(self, message: object) -> object:
         """Fold committed batches; save and send queue changes once they settle."""
@@ -89,6 +92,9 @@ class ProjectionActor(Actor):
                 self.actor_ref.tell(_Settle())
                 self._unsettled = True
             self._p.apply_all(message.events)
+            for stored in message.events:
+                if isinstance(stored.event, ActorFailed):
+                    self._failures[stored.event.actor] += 1
         elif isinstance(message, _Settle) and self._unsettled:
             self._settle()
         elif isinstance(message, _QueueTick):
@@ -171,6 +177,11 @@ class ProjectionActor(Actor):
     def seq(self) -> int:
         """The seq the projections are at."""
         return self._p.seq
+
+    def health(self) -> dict[str, Any]:
+        """What /health reports from the log: its seq and the actor failures
+        recorded since this start, by kind of actor."""
+        return {"seq": self._p.seq, "actor_failures": dict(self._failures)}
 
     def _send_queue_changes(self) -> None:
         """Tell each waiting run's connection when its position changed (rate-limited)."""

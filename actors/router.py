@@ -210,8 +210,11 @@ class Router:
         for conn, frames in out.items():
             ws = conn.ws
             transport = ws.transport
-            if transport is None or ws.protocol.state is not State.OPEN:
-                continue  # closing: its handler ends and removes it
+            if transport is None or transport.is_closing() or ws.protocol.state is not State.OPEN:
+                # Closing, or the peer vanished (a failed send closes the transport
+                # before websockets hears of it): its handler ends and removes it.
+                # Writing on would only make asyncio warn once per frame.
+                continue
             if transport.get_write_buffer_size() > self._max_outbound:
                 slow.append(conn)
                 continue

@@ -192,7 +192,7 @@ class TransportActor(Actor):
                 "status": "healthy" if ready else "unhealthy",
                 "active_connections": len(self._router),
                 "uptime": round(time.monotonic() - self._started_at, 3),
-                "seq": await ask(lambda p: p.seq()),
+                **await ask(lambda p: p.health()),
             }
         if path == "/api/runs":
             return http.HTTPStatus.OK, await ask(lambda p: p.overview())
@@ -210,6 +210,10 @@ class TransportActor(Actor):
             "message": f"Nothing at {path}. Open a WebSocket to /ws/trigger, or GET /health, "
             "/api/runs or /api/adws/<adw_id>.",
         }
+
+    def connection_count(self) -> int:
+        """Connections the router delivers to now."""
+        return len(self._router)
 
     def readiness(self) -> dict[str, bool]:
         """What /readyz checks: each core actor alive, the log writable, not draining."""

@@ -8,17 +8,21 @@ whose request_id is ``adwd-fault:<actor>`` makes that actor raise.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import pykka
 import pytest
 from websockets.exceptions import ConnectionClosed
 
 from adwd.actors.catalogue import WorkflowSpec
+from adwd.actors.connection import ConnectionActor
 from adwd.actors.processes import group_members
 from tests.integration.conftest import TIMEOUT, Client, Running
 
@@ -59,6 +63,9 @@ def test_a_failing_connection_actor_closes_only_its_connection(
     assert failed[0].event.exception == "InjectedFault"  # type: ignore[attr-defined]
     status, ready = _get(server.service.port, "/readyz")
     assert status == 200, ready
+    _, health = _get(server.service.port, "/health")
+    assert health["actor_failures"] == {"connection": 1}
+    assert health["status"] == "healthy"
 
 
 def test_a_failing_workflow_actor_ends_its_run_and_frees_the_slot(
@@ -157,3 +164,39 @@ def test_livez_and_readyz_and_not_ready_once_shutdown_begins(
     transport.stop_accepting().get()
     # The listener is closed from here on; what /readyz would answer:
     assert transport.readiness().get(timeout=TIMEOUT)["accepting"] is False
+
+
+def test_connections_closed_with_mail_queued_leave_nothing_behind(
+    start_service: Callable[..., Running], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Clients that send a burst and drop the line at once: their actors handle or
+    drop what was queued, stop, and are gone; the router forgets them; no error."""
+    server = start_service()
+    before = len(pykka.ActorRegistry.get_by_class(ConnectionActor))
+    for _ in range(20):
+        client = server.client()
+        for i in range(200):
+            client.send({"type": "ping", "request_id": f"r{i}"})
+        client.send({"type": "get_queue_status"})
+        client.ws.socket.close()  # no closing handshake: the peer just vanishes
+    watcher = server.client()
+    transport = server.service._transport.proxy()  # type: ignore[union-attr]
+
+    def settled() -> bool:
+        actors = len(pykka.ActorRegistry.get_by_class(ConnectionActor))
+        return actors == before + 1 and transport.connection_count().get(timeout=TIMEOUT) == 1
+
+    _eventually(settled)
+    watcher.send({"type": "ping"})
+    assert watcher.wait_for(lambda m: m["type"] == "pong")
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert problems == [], [r.getMessage() for r in problems]
+
+
+def _eventually(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    # Actor stops and socket closes have no event to wait on from outside the
+    # service: poll the condition briefly, with a deadline.
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "did not settle in time"
+        time.sleep(0.02)
