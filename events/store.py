@@ -284,6 +284,12 @@ def decode_row(row: Sequence[Any]) -> StoredEvent:
         raise StoreError(f"Event {seq} has unknown type {kind!r}; upgrade adwd to read it.")
     if version == current:
         event = _event_decoder.decode(payload)
+    elif version > current:
+        # Written by a newer adwd: today's Struct would silently drop what it added.
+        raise StoreError(
+            f"Event {seq} ({kind}) is version {version}, newer than this adwd reads "
+            f"(v{current}); upgrade adwd to read it."
+        )
     else:
         try:
             raw = upcast(kind, version, current, msgspec.json.decode(payload))

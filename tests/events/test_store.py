@@ -184,6 +184,13 @@ def test_unknown_stored_type_raises_store_error(store: EventStore) -> None:
         list(store.read())
 
 
+def test_a_newer_version_than_the_code_knows_is_refused(store: EventStore) -> None:
+    newer = {"type": "run_progress", "adw_id": "a1", "workflow_type": "w", "eta_s": 3}
+    _insert_raw(store.path, 1, "run_progress", 2, newer)
+    with pytest.raises(StoreError, match=r"run_progress\) is version 2, newer than .* \(v1\)"):
+        list(store.read())
+
+
 def test_old_version_without_upcaster_raises_an_adwd_error(store: EventStore) -> None:
     old = {"type": "run_progress", "adw_id": "a1", "workflow_type": "w", "percent": 40}
     _insert_raw(store.path, 1, "run_progress", 0, old)
