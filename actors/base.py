@@ -35,6 +35,12 @@ class Fault(Struct, frozen=True):
     adw_id: str | None = None
 
 
+# Test-only (fault_injection): a run triggered with this trigger_reason kills
+# the whole service with SIGKILL right after its child is spawned, before
+# run_started is committed: the crash that the gated start makes harmless.
+CRASH_AFTER_SPAWN = "adwd-fault:crash-after-spawn"
+
+
 class InjectedFault(AdwdError):
     """Raised on purpose by a ``Fault`` message, to test supervision."""
 

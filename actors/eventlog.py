@@ -37,6 +37,7 @@ class EventLogActor(Actor):
         self._store = store
         self._subscribers = list(subscribers)
         self._pending: list[NewEvent] = []
+        self._callbacks: list[Callable[[], None]] = []  # of the appends pending
         self._on_fatal = on_fatal
 
     def on_receive(self, message: object) -> object:
@@ -45,6 +46,8 @@ class EventLogActor(Actor):
             if not self._pending:
                 self.actor_ref.tell(Flush())
             self._pending.extend(message.events)
+            if message.committed is not None:
+                self._callbacks.append(message.committed)
         elif isinstance(message, Flush):
             self._flush()
         return None
@@ -69,6 +72,7 @@ class EventLogActor(Actor):
         if not self._pending:
             return
         batch, self._pending = self._pending, []
+        callbacks, self._callbacks = self._callbacks, []
         try:
             stored = self._store.append(batch)
         except StoreError as exc:
@@ -82,6 +86,11 @@ class EventLogActor(Actor):
                 subscriber(stored)
             except Exception:
                 log.exception("subscriber %r failed on seq %d..", subscriber, stored[0].seq)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("a commit callback failed on seq %d..", stored[0].seq)
 
     def on_stop(self) -> None:
         """Commit whatever is still pending before the actor ends."""

@@ -15,9 +15,12 @@ Send = Callable[[bytes], None]
 
 
 class Append(Struct, frozen=True):
-    """EventLogActor: commit these events (in this order) with the next group."""
+    """EventLogActor: commit these events (in this order) with the next group;
+    then, if given, call ``committed`` (it must only ``tell``: it runs in the
+    event log's thread)."""
 
     events: Sequence[NewEvent]
+    committed: Callable[[], None] | None = None
 
 
 class Flush(Struct, frozen=True):

@@ -25,7 +25,7 @@ from adwd.actors.admission import (
     repeat_answer,
     runs_to_start,
 )
-from adwd.actors.base import Actor, Fault
+from adwd.actors.base import CRASH_AFTER_SPAWN, Actor, Fault
 from adwd.actors.catalogue import WorkflowSpec, plan_launch
 from adwd.actors.messages import Append, Cancel, Listening, Reject, RunEnded, Stop, Trigger
 from adwd.actors.workflow import WorkflowActor
@@ -77,8 +77,10 @@ class SchedulerActor(Actor):
         card_stages: Mapping[str, str] | None = None,
         log_lines_per_s: float = 20.0,
         id_factory: Callable[[], str] = new_adw_id,
+        fault_injection: bool = False,
     ) -> None:
         super().__init__()
+        self._faults = fault_injection
         self._log = event_log
         self._catalogue = dict(catalogue)
         self._data_dir = data_dir
@@ -331,5 +333,6 @@ class SchedulerActor(Actor):
             card_stage=self._stages.get(run.adw_id, "backlog"),
             log_lines_per_s=self._log_lines_per_s,
             correlation_id=run.connection_id or "",
+            crash_after_spawn=self._faults and run.trigger_reason == CRASH_AFTER_SPAWN,
         )
         return True

@@ -2,16 +2,28 @@
 
 The actor spawns the child, records what happens as events, and ends it on
 cancel, timeout or shutdown (SIGTERM to the group, SIGKILL after a grace
-period). A reader thread copies the child's stdout into the run's log and
-turns progress lines into messages; the child's stderr goes straight to the
-same log file.
+period). Reader threads copy the child's stdout and stderr into the run's
+log and turn progress lines into messages; a waiter thread is the one
+reaper of the child.
+
+The start has two phases. The child is spawned held at a gate (a shell that
+waits for one line on a pipe before it ``exec``s the workflow, keeping its
+pid); ``run_started`` with its pid, group and start time is committed; only
+then is the gate opened. If adwd dies in between, the pipe closes, the gate
+exits at once without running anything, and recovery, which does not know
+the run started, queues it again: no run is ever executed twice.
+
+A run is its process group. When the workflow exits, whatever it left in
+its group is stopped too before the run's end is recorded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -56,6 +68,12 @@ from adwd.projections.stages import STAGES, next_stage, stage_of
 
 log = logging.getLogger(__name__)
 
+# The gate: wait for "go" on stdin (the gate pipe), give the workflow
+# /dev/null as stdin, and become it (same pid). EOF, because adwd died before
+# run_started was committed, exits 75 (EX_TEMPFAIL) having run nothing.
+GATE = 'IFS= read -r go; exec </dev/null; [ "$go" = go ] || exit 75; exec "$@"'
+DRAIN_S = 2.0  # after the child exits, how long its last output may take to arrive
+
 
 class WorkflowActor(Actor):
     """Runs one workflow run from spawn to its one terminal event."""
@@ -77,8 +95,10 @@ class WorkflowActor(Actor):
         log_lines_per_s: float = 20.0,
         principal: str = "system",
         correlation_id: str = "",
+        crash_after_spawn: bool = False,
     ) -> None:
         super().__init__()
+        self._crash_after_spawn = crash_after_spawn  # test seam, see CRASH_AFTER_SPAWN
         self._adw_id = adw_id
         self._workflow_type = workflow_type
         self._plan = plan
@@ -101,7 +121,8 @@ class WorkflowActor(Actor):
         self._cancelled = False
         self._ended = False
         self._timers: list[threading.Timer] = []
-        self._exit = _ExitBox()  # the reader, the one reaper, fills it
+        self._exit = _ExitBox()  # the waiter, the one reaper, fills it
+        self._gate: int | None = None  # write end of the start gate, until opened
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -122,37 +143,50 @@ class WorkflowActor(Actor):
         log_file.write(header.encode())
         log_file.flush()
         self._started_at = time.monotonic()
+        gate_in, self._gate = os.pipe()  # not inherited by any other child
         try:
+            self._check_launchable(plan)
             self._proc = subprocess.Popen(
-                plan.argv,
+                ["/bin/sh", "-c", GATE, "adwd-gate", *plan.argv],
                 cwd=plan.cwd,
                 env=plan.env,
-                stdin=subprocess.DEVNULL,
+                stdin=gate_in,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # own process group: a signal reaches its children
             )
         except OSError as exc:
+            os.close(self._gate)
+            self._gate = None
             log_file.write(f"--- adwd: could not start: {exc}\n".encode())
             log_file.close()
             self._end(
                 RunFailed(
                     **self._ids(),
-                    reason=f"could not start {plan.argv[0]!r}: {exc.strerror or exc}. "
+                    reason=f"could not start {plan.argv[0]!r}: {exc.strerror or exc}"
+                    f"{f' ({exc.filename})' if exc.filename else ''}. "
                     "Check the workflow's argv and cwd in the config.",
                 )
             )
             return
-        self._append(
-            RunStarted(
-                **self._ids(),
-                pid=self._proc.pid,
-                argv=plan.argv,
-                cwd=plan.cwd,
-                proc_start=start_ticks(self._proc.pid),
-                expected_s=self._expected_s,
+        finally:
+            os.close(gate_in)
+        if self._crash_after_spawn:
+            os.kill(os.getpid(), signal.SIGKILL)
+        me = self.actor_ref
+        self._log.tell(
+            Append(
+                [self._new(RunStarted(
+                    **self._ids(),
+                    pid=self._proc.pid,
+                    argv=plan.argv,
+                    cwd=plan.cwd,
+                    proc_start=start_ticks(self._proc.pid),
+                    expected_s=self._expected_s,
+                ))],
+                committed=lambda: _tell_quietly(me, _OpenGate()),
             )
-        )
+        )  # fmt: skip
         log.info(
             "run %s (%s) started: pid %d",
             self._adw_id,
@@ -174,8 +208,30 @@ class WorkflowActor(Actor):
             name=f"adw-reader-{self._adw_id}",
             daemon=True,
         ).start()
+        threading.Thread(
+            target=_await_exit,
+            args=(self._proc, self.actor_ref.tell, self._exit),
+            name=f"adw-waiter-{self._adw_id}",
+            daemon=True,
+        ).start()
         if plan.timeout_s > 0:
             self._later(plan.timeout_s, Stop(reason=f"timed out after {plan.timeout_s:g} s"))
+
+    @staticmethod
+    def _check_launchable(plan: LaunchPlan) -> None:
+        """What Popen of the workflow itself would find wrong, found before the
+        gate starts (the gate is a shell, which always starts)."""
+        if not Path(plan.cwd).is_dir():
+            raise FileNotFoundError(errno.ENOENT, "no such directory", plan.cwd)
+        program = plan.argv[0]
+        if os.sep in program:
+            path = Path(plan.cwd, program)
+            if not path.is_file():
+                raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
+            if not os.access(path, os.X_OK):
+                raise PermissionError(errno.EACCES, "not executable", str(path))
+        elif shutil.which(program, path=plan.env.get("PATH", os.defpath)) is None:
+            raise FileNotFoundError(errno.ENOENT, "not found on PATH", program)
 
     def on_receive(self, message: object) -> object:
         """Progress, exit, cancel/timeout and the kill after the grace period."""
@@ -192,6 +248,8 @@ class WorkflowActor(Actor):
             self._on_stop_request(message)
         elif isinstance(message, Kill):
             self._signal(signal.SIGKILL)
+        elif isinstance(message, _OpenGate):
+            self._open_gate()
         elif isinstance(message, OutputFailed):
             self._on_stop_request(Stop(reason=f"its output could not be written: {message.reason}"))
         return None
@@ -250,10 +308,25 @@ class WorkflowActor(Actor):
             )
             self._scheduler.tell(RunEnded(self._adw_id, self._workflow_type, None, self._stage))
 
+    def _close_gate(self) -> None:
+        if self._gate is not None:
+            os.close(self._gate)  # a gate still waiting exits without running anything
+            self._gate = None
+
+    def _open_gate(self) -> None:
+        """run_started is committed: let the workflow run."""
+        if self._gate is None or self._stop_reason is not None:
+            self._close_gate()  # stopped before it started: it runs nothing
+            return
+        with contextlib.suppress(OSError):  # a gate already gone reads nothing
+            os.write(self._gate, b"go\n")
+        self._close_gate()
+
     def _stop_group(self) -> int | None:
         """SIGTERM the run's whole group; SIGKILL what is left of it after the
         grace period; the leader's exit code (reaped by the reader)."""
         assert self._proc is not None
+        self._close_gate()
         pgid = self._proc.pid
         deadline = time.monotonic() + self._grace_s
         self._signal(signal.SIGTERM)
@@ -323,6 +396,10 @@ class WorkflowActor(Actor):
     def _on_exit(self, returncode: int, usage: ResourceUsage | None) -> None:
         if self._ended:
             return
+        if self._proc is not None and group_alive(self._proc.pid):
+            # The workflow is done; what it left in its group (a server, a test
+            # runner) is not: a run's end means its processes are gone.
+            self._stop_group()
         measured = {
             "duration_s": self._elapsed(),
             "resource_usage": usage,
@@ -366,19 +443,11 @@ class WorkflowActor(Actor):
     def _elapsed(self) -> float:
         return round(time.monotonic() - self._started_at, 6) if self._started_at else 0.0
 
+    def _new(self, event: DomainEvent) -> NewEvent:
+        return NewEvent(workflow_stream(self._adw_id), event, self._principal, self._correlation_id)
+
     def _append(self, event: DomainEvent) -> None:
-        self._log.tell(
-            Append(
-                [
-                    NewEvent(
-                        workflow_stream(self._adw_id),
-                        event,
-                        self._principal,
-                        self._correlation_id,
-                    )
-                ]
-            )
-        )
+        self._log.tell(Append([self._new(event)]))
 
     def _end(self, event: DomainEvent, *, notify: bool = True) -> None:
         """Record the one terminal event (and where the card goes) and free the slot."""
@@ -390,6 +459,7 @@ class WorkflowActor(Actor):
         elif isinstance(event, RunFailed):
             self._move("errored", event.reason)
         self._ended = True
+        self._close_gate()
         for timer in self._timers:
             timer.cancel()
         self._append(event)
@@ -421,6 +491,10 @@ class WorkflowActor(Actor):
         self._timers.append(timer)
 
 
+class _OpenGate(msgspec.Struct, frozen=True):
+    """WorkflowActor (after its run_started commits): start the workflow."""
+
+
 class OutputFailed(msgspec.Struct, frozen=True):
     """WorkflowActor: the run's output could not be written (disk full...)."""
 
@@ -432,6 +506,7 @@ class _ExitBox:
 
     def __init__(self) -> None:
         self._done = threading.Event()
+        self.drained = threading.Event()  # the stdout reader reached EOF
         self.returncode: int | None = None
 
     @property
@@ -442,8 +517,24 @@ class _ExitBox:
         self.returncode = returncode
         self._done.set()
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: float | None) -> bool:
         return self._done.wait(timeout)
+
+
+def _await_exit(
+    proc: subprocess.Popen[bytes], tell: Callable[[object], None], exit_box: _ExitBox
+) -> None:
+    """Waiter thread, the one reaper: reports the child's exit, always.
+
+    The end does not wait for the end of the output: what the workflow left
+    in its group may hold the pipe open for ever. The last lines the child
+    wrote get DRAIN_S to arrive first (they usually take microseconds).
+    """
+    returncode, usage = _wait(proc)
+    exit_box.set(returncode)
+    exit_box.drained.wait(DRAIN_S)
+    with contextlib.suppress(pykka.ActorDeadError):  # stopped at shutdown
+        tell(Exited(returncode, usage))
 
 
 def _pump(
@@ -454,8 +545,7 @@ def _pump(
 ) -> None:
     """Reader thread: stdout lines to the log file, progress lines to the actor.
 
-    It alone reaps the child, and it always reports the exit: a log that
-    cannot be written (disk full) ends the run, never the reader.
+    A log that cannot be written (disk full) ends the run, never the reader.
     """
     assert proc.stdout is not None
     writable = True
@@ -477,14 +567,12 @@ def _pump(
                     tell(LogLine(line_level(text), text[:2000]))
     finally:
         proc.stdout.close()
-        returncode, usage = _wait(proc)
-        exit_box.set(returncode)
+        exit_box.drained.set()
+        exit_box.wait(None)
         with contextlib.suppress(OSError):
-            log_file.write(f"--- adwd: exit code {returncode}\n".encode())
+            log_file.write(f"--- adwd: exit code {exit_box.returncode}\n".encode())
         with contextlib.suppress(OSError):
             log_file.close()
-        with contextlib.suppress(pykka.ActorDeadError):  # stopped at shutdown
-            tell(Exited(returncode, usage))
 
 
 def _pump_stderr(

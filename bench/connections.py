@@ -36,6 +36,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -57,17 +58,21 @@ from bench.loadgen import (
 SETTLE = 2.0  # s after the last handshake before measuring
 START_SETTLE = 1.0  # s after the server is up before the "before" reading
 # Files each side keeps besides its N sockets: stdio, epoll, the listening socket,
-# adwd's log and views databases and its catch-up readers' pool (13 idle, measured).
-FD_HEADROOM = 100
+# adwd's log and views databases (13 idle), and adwd's pool of catch-up readers,
+# two files each (events.db and its WAL), one per catch-up in flight at its busiest:
+# 127 readers (254 files) while 19,736 clients connected, 64 handshakes at a time.
+FD_HEADROOM = 500
 MEMORY_GOAL = 1.5  # adwd's KiB per connection over the bare server's
 RATE_GOAL = 0.6  # adwd's connect rate as a share of the bare server's
 
 
 class _BareProcess:
-    """The bare server as its own process."""
+    """The bare server as its own process; with ``echo`` it also answers JSON pings."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, echo: bool = False) -> None:
         argv = [sys.executable, "-m", "bench.connections", "--serve-bare"]
+        if echo:
+            argv.append("--echo")
         self.proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(__file__))
         )
@@ -86,8 +91,20 @@ async def _hold(ws: ServerConnection) -> None:
         await ws.wait_closed()
 
 
-async def _serve_bare() -> None:
-    server = await serve(_hold, "127.0.0.1", 0, **bare_serve_options())
+async def _echo(ws: ServerConnection) -> None:
+    """Answer each JSON ping as adwd does: a ``pong`` with the server's clock and the
+    ping's ``request_id`` (decoding it, as adwd must, keeps the comparison fair)."""
+    with contextlib.suppress(ConnectionClosed):
+        async for frame in ws:
+            ping = json.loads(frame)
+            pong = {"type": "pong", "timestamp": int(time.time() * 1000)}
+            if "request_id" in ping:
+                pong["request_id"] = ping["request_id"]
+            await ws.send(json.dumps(pong))
+
+
+async def _serve_bare(echo: bool) -> None:
+    server = await serve(_echo if echo else _hold, "127.0.0.1", 0, **bare_serve_options())
     print(json.dumps({"port": server.sockets[0].getsockname()[1]}), flush=True)
     await asyncio.Future()
 
@@ -100,13 +117,38 @@ def _health(port: int) -> int | None:
         return None
 
 
+def _wait_ready(load: LoadGen, pid: int, timeout: float) -> dict[str, Any]:
+    """The loadgen's ``ready``; fail at once if the server runs out of files, where the
+    clients would otherwise retry their handshakes for minutes."""
+    limit = raise_nofile()
+    full, done = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while not done.wait(2.0):
+            with contextlib.suppress(OSError):
+                if len(os.listdir(f"/proc/{pid}/fd")) >= limit:
+                    full.set()
+                    load.kill()
+                    return
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        return load.wait("ready", timeout)
+    except RuntimeError:
+        if full.is_set():
+            raise RuntimeError(f"the server ran out of files (limit {limit})") from None
+        raise
+    finally:
+        done.set()
+
+
 def _measure(start: Callable[[], Any], n: int) -> dict[str, Any]:
     server = start()
     try:
         time.sleep(START_SETTLE)
         before = proc_status(server.pid)
         load = LoadGen("hold", server.url, clients=n)
-        ready = load.wait("ready", 60 + n / 10)
+        ready = _wait_ready(load, server.pid, 60 + n / 10)
         time.sleep(SETTLE)
         after = proc_status(server.pid)
         active = _health(server.port) if isinstance(server, AdwdProcess) else None
@@ -179,10 +221,11 @@ def main() -> None:
     """Run, print and save; or, with --serve-bare, be the bare server."""
     parser = argparse.ArgumentParser(prog="python -m bench.connections")
     parser.add_argument("--serve-bare", action="store_true", help="run the bare server")
+    parser.add_argument("--echo", action="store_true", help="bare server: answer JSON pings")
     args = parser.parse_args()
     if args.serve_bare:
         raise_nofile()
-        asyncio.run(_serve_bare())
+        asyncio.run(_serve_bare(args.echo))
         return
     rows = run()
     print_table(rows)

@@ -144,6 +144,7 @@ class Service:
                 if v.status in ("completed", "failed")
             },
             log_lines_per_s=cfg.log_lines_per_s,
+            fault_injection=cfg.fault_injection,
         )
         self._transport = TransportActor.start(
             supervisor=supervise,
