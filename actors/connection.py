@@ -121,7 +121,18 @@ class ConnectionActor(DispatchedActor):
         return None
 
     def _on_inbound(self, message: Inbound) -> None:
-        subscribed = self._on_frame(message.frame)
+        try:
+            subscribed = self._on_frame(message.frame)
+        except pykka.ActorDeadError:
+            # A core actor is gone: the service is stopping (its supervisor says
+            # why to every client). Not this connection's failure.
+            subscribed = False
+            error = ErrorData(
+                message="adwd is stopping and cannot take this message; reconnect once "
+                "it is back and send it again.",
+                code=ErrorCode.UNAVAILABLE,
+            )
+            self._outbox.send(encode(Error(error)))
         if message.paused and not subscribed:
             self._outbox.resume(0)  # it was not a subscribe after all
 

@@ -56,8 +56,9 @@ class _Mailbox:
             if self._runnable:
                 return
             self._runnable = True
-        assert self._wake is not None
-        self._wake()
+            wake = self._wake
+        if wake is not None:  # None: the actor is finished; its teardown answered all
+            wake()
 
     def get(self) -> Envelope[Any]:
         with self._lock:
@@ -178,6 +179,9 @@ class DispatchedActor(pykka.Actor):
         while True:
             self._actor_loop_teardown()
             if mailbox.idle_if_empty():
+                # Break the actor -> mailbox -> wake -> actor cycle, so a closed
+                # connection's actor is freed at once, not at the next full GC.
+                mailbox._wake = None
                 return False
 
     def _handle_envelope(self, envelope: Envelope[Any]) -> None:

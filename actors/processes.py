@@ -85,17 +85,24 @@ def _killpg_alive(pgid: int) -> bool:
     return True
 
 
-def stop_group(pgid: int, grace_s: float) -> str:
-    """SIGTERM the group, SIGKILL it after ``grace_s``; the last signal sent."""
-    sent = "SIGTERM"
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGTERM)
+def stop_groups(pgids: list[int], grace_s: float) -> dict[int, str]:
+    """Stop several groups at once: SIGTERM to each, then one wait for all of
+    them, then SIGKILL to what is left after ``grace_s``. So a restart waits
+    one grace period at most, not one per interrupted run. Returns the last
+    signal each group was sent."""
+    sent = dict.fromkeys(pgids, "SIGTERM")
+    for pgid in pgids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while group_alive(pgid) and time.monotonic() < deadline:
-        _reap(pgid)
-        time.sleep(0.02)  # polling a process we do not parent: no wait() is possible
-    if group_alive(pgid):
-        sent = "SIGKILL"
+    left = [pgid for pgid in pgids if group_alive(pgid)]
+    while left and time.monotonic() < deadline:
+        for pgid in left:
+            _reap(pgid)
+        time.sleep(0.01)  # polling processes we do not parent: no wait() is possible
+        left = [pgid for pgid in left if group_alive(pgid)]
+    for pgid in left:
+        sent[pgid] = "SIGKILL"
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
         _reap(pgid)

@@ -26,6 +26,7 @@ from adwd.actors.queuenotify import RunKey, Sent, queue_changes
 from adwd.actors.wireview import snapshot
 from adwd.events.codec import encode
 from adwd.events.domain import ActorFailed
+from adwd.events.errors import StoreError
 from adwd.events.store import StoredEvent
 from adwd.events.wire import QueueStatus, QueueStatusData
 from adwd.projections.bundle import Projections
@@ -82,6 +83,7 @@ class ProjectionActor(Actor):
         self._last_pass = float("-inf")  # monotonic time of the last queue pass
         self._unsettled = False  # batches folded since the last save
         self._failures: Counter[str] = Counter()  # actor_failed events since this start
+        self._save_failing = False
 
     def on_receive(self, message: object) -> object:
         """Fold committed batches; save and send queue changes once they settle."""
@@ -109,12 +111,31 @@ class ProjectionActor(Actor):
         if self._timer is not None:
             self._timer.cancel()
         if self._unsettled:
-            self._views.save(self._p, self._epoch)
+            self._save()
 
     def _settle(self) -> None:
         self._unsettled = False
-        self._views.save(self._p, self._epoch)
+        self._save()
         self._send_queue_changes()
+
+    def _save(self) -> None:
+        """Save the views; a failure (disk full) is not fatal.
+
+        The views are a cache of the log: the live projections stay right in
+        memory, the next save writes everything again, and a restart catches
+        up from the last checkpoint that did commit (it is saved in the same
+        transaction as the views).
+        """
+        try:
+            self._views.save(self._p, self._epoch)
+        except StoreError as exc:
+            if not self._save_failing:
+                log.warning("views not saved (serving from memory; retried): %s", exc)
+            self._save_failing = True
+        else:
+            if self._save_failing:
+                log.info("views saved again")
+            self._save_failing = False
 
     def attach(self, deliver: Deliver) -> None:
         """Where to send per-connection messages (set by the transport when it starts)."""

@@ -19,9 +19,20 @@ batch, a round of queue_status, a flushed pause buffer): on this
 multi-threaded process each write gives up the GIL and waits to win it back,
 so the number of writes, not of frames, is what the loop pays for.
 
+Writes follow asyncio's flow control: a connection's transport is written
+to only while its buffer is under its high-water mark (websockets'
+``write_limit``, 32 KiB), at most 64 KiB a write. Frames that do not fit
+wait, encoded but not yet framed, in the connection's *backlog*; the next
+hand-off, or a flusher woken by websockets' ``drain()`` (asyncio's
+``resume_writing``), writes them on, in order and in whole frames. A client
+that keeps up has no backlog: one write per hand-off (of up to 64 KiB).
+
 Every connection's outbound data is bounded: a client whose unsent bytes
-(socket buffer, or pause buffer) exceed ``max_outbound_bytes`` is closed
-with 1013 (try again later). It can reconnect and resume; the log still
+(transport buffer and backlog, or pause buffer) exceed ``max_outbound_bytes``
+is closed with 1013 (try again later). Its backlog is discarded, never
+written, so the close frame goes right behind the little the transport
+holds, and a client that reads at all gets it; one that reads nothing is cut
+after websockets' close timeout. It can reconnect and resume; the log still
 holds everything it missed.
 """
 
@@ -29,8 +40,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Sequence
+from collections import deque
+from collections.abc import Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -41,6 +54,10 @@ from adwd.events.errors import CloseCode
 from adwd.events.store import StoredEvent
 
 log = logging.getLogger(__name__)
+
+SLOW_REASON = "too slow to keep up; reconnect and subscribe from your last seq"
+WRITE_HIGH = 2**15  # websockets' default write_limit: for a transport that gives none
+CHUNK = 2**16  # most bytes one write adds for a connection that is behind (whole frames)
 
 
 @dataclass(eq=False)  # hashed by identity: a key of the pending writes
@@ -54,6 +71,11 @@ class _Conn:
     pauses: int = 1  # catch-ups under way; live again at 0
     upto: int = 0  # highest seq the catch-ups under way covered
     cursor: int = 0  # the seq this connection has been brought up to
+    # Frames (encoded, not yet framed) waiting for the transport to drain, in order
+    backlog: deque[bytes] = field(default_factory=deque)
+    backlogged: int = 0  # their bytes
+    flusher: asyncio.Task[None] | None = None  # writes the backlog; None while it is empty
+    high: int = WRITE_HIGH  # the transport's high-water mark: no writes above it
 
 
 class Router:
@@ -63,16 +85,21 @@ class Router:
         self._conns: dict[str, _Conn] = {}
         self._max_outbound = max_outbound_bytes
         self.slow_disconnects = 0
-        self._closing: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # closes and flushers under way
         self._out: dict[_Conn, list[bytes]] = {}  # frames to write at the end of this hand-off
 
     def add(self, connection_id: str, ws: ServerConnection) -> None:
         """Register a connection, paused until its catch-up is done."""
-        self._conns[connection_id] = _Conn(ws, connection_id)
+        conn = _Conn(ws, connection_id)
+        if ws.transport is not None:
+            conn.high = ws.transport.get_write_buffer_limits()[1]
+        self._conns[connection_id] = conn
 
     def remove(self, connection_id: str) -> None:
         """Stop delivering to a closed connection."""
-        self._conns.pop(connection_id, None)
+        conn = self._conns.pop(connection_id, None)
+        if conn is not None:
+            _discard(conn)
 
     def __len__(self) -> int:
         return len(self._conns)
@@ -128,11 +155,15 @@ class Router:
     async def send_frames(self, connection_id: str, frames: Sequence[bytes]) -> bool:
         """Send catch-up frames with backpressure (waits while the socket is full).
 
-        False if the connection is gone: nothing more needs reading for it.
+        They go after the connection's backlog (what was live before this
+        catch-up paused it). False if the connection is gone: nothing more
+        needs reading for it.
         """
         conn = self._conns.get(connection_id)
         if conn is None:
             return False
+        if conn.flusher is not None:
+            await asyncio.wait([conn.flusher])
         try:
             for frame in frames:
                 await conn.ws.send(frame, text=True)
@@ -142,8 +173,10 @@ class Router:
 
     def publish(self, batch: Sequence[StoredEvent]) -> None:
         """Deliver a committed batch, in seq order."""
+        size = 0  # no connection gets more than all of it
         for stored in batch:
             for target, adw_id, frame in wire_messages(stored):
+                size += len(frame)
                 if target is None:
                     ready = [
                         c
@@ -155,24 +188,30 @@ class Router:
                     conn = self._conns.get(target)
                     if conn is not None:
                         self._route([conn], stored.seq, frame, adw_id, addressed=True)
-        self._write_out()
+        self._write_out(size)
 
     def send_to(self, connection_id: str, frame: bytes) -> None:
         """Send a frame that is not part of the event stream (pong, error, queue_status)."""
         self.send_each([(connection_id, frame)])
+
+    def send_all(self, frame: bytes) -> None:
+        """Send a frame that is not part of the event stream to every connection."""
+        for conn in self._conns.values():
+            self._queue(conn, frame)
+        self._write_out()
 
     def fail(self, connection_id: str, frame: bytes) -> None:
         """Send a last frame, stop delivering, and close with 1011 (its actor failed)."""
         conn = self._conns.pop(connection_id, None)
         if conn is None:
             return  # already closed
-        self._queue(conn, frame)
-        self._write_out()
-        task = asyncio.get_running_loop().create_task(
-            conn.ws.close(CloseCode.INTERNAL_ERROR, "internal error; reconnect and resume")
-        )
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        # Its last words after everything owed to it, flow control or not: at most
+        # max_outbound_bytes waited, and the close is bounded by websockets' timeout.
+        frames = [*conn.backlog, frame]
+        _discard(conn)
+        if _open(conn.ws):
+            self._write(conn, frames)
+        self._spawn(conn.ws.close(CloseCode.INTERNAL_ERROR, "internal error; reconnect and resume"))
 
     def send_each(self, frames: Sequence[tuple[str, bytes]]) -> None:
         """Send several frames, each to its connection (one loop hand-off for all)."""
@@ -192,8 +231,8 @@ class Router:
                 continue
             conn.buffer.append((seq, frame, addressed, adw_id))
             conn.buffered += len(frame)
-            if conn.buffered > self._max_outbound:
-                self._drop_slow(conn)
+            if conn.buffered + conn.backlogged > self._max_outbound:
+                self._drop_slow(conn, conn.buffered + conn.backlogged, "held back")
 
     def _queue(self, conn: _Conn, frame: bytes) -> None:
         frames = self._out.get(conn)
@@ -202,11 +241,14 @@ class Router:
         else:
             frames.append(frame)
 
-    def _write_out(self) -> None:
+    def _write_out(self, most: int | None = None) -> None:
         """Write each connection's queued frames in one go (text frames: browsers hand
-        binary ones over as Blobs)."""
+        binary ones over as Blobs); for a connection behind, as far as its transport
+        has room, the rest waiting in its backlog. ``most``: no connection has more
+        bytes queued than that (spares adding up each connection's)."""
         out, self._out = self._out, {}
-        slow = []
+        small = most is not None and most <= CHUNK
+        slow: list[tuple[_Conn, int]] = []
         for conn, frames in out.items():
             ws = conn.ws
             transport = ws.transport
@@ -215,41 +257,144 @@ class Router:
                 # before websockets hears of it): its handler ends and removes it.
                 # Writing on would only make asyncio warn once per frame.
                 continue
-            if transport.get_write_buffer_size() > self._max_outbound:
-                slow.append(conn)
+            if (
+                not conn.backlog
+                and transport.get_write_buffer_size() < conn.high
+                and (small or len(frames) == 1 or sum(map(len, frames)) <= CHUNK)
+            ):
+                # The common case: one write. As websockets.broadcast() does, through
+                # the connection's Sans-I/O protocol (which compresses).
+                try:
+                    for frame in frames:
+                        ws.protocol.send_text(frame)
+                    transport.write(b"".join(ws.protocol.data_to_send()))
+                except Exception as exc:  # a transport failing mid-write: the peer is gone
+                    self._write_failed(conn, exc)
                 continue
-            # As websockets.broadcast() does, through the connection's Sans-I/O
-            # protocol (which compresses), but one write for all the frames.
-            try:
-                for frame in frames:
-                    ws.protocol.send_text(frame)
-                transport.write(b"".join(ws.protocol.data_to_send()))
-            except Exception as exc:  # a transport failing mid-write: the peer is gone
-                log.warning(
-                    "could not write to %s: %s",
-                    ws.remote_address,
-                    exc,
-                    extra={"connection": conn.connection_id},
-                )
-        for conn in slow:  # after the loop: dropping changes the table being iterated
-            self._drop_slow(conn)
+            # After what waits, if anything does; then while the transport has room.
+            conn.backlog.extend(frames)
+            conn.backlogged += sum(map(len, frames))
+            self._pump(conn)
+            if conn.backlog and conn.flusher is None:
+                conn.flusher = self._spawn(self._flush(conn))
+            unsent = transport.get_write_buffer_size() + conn.backlogged
+            if unsent > self._max_outbound:
+                slow.append((conn, unsent))
+        for conn, unsent in slow:  # after the loop: dropping changes the table being iterated
+            self._drop_slow(conn, unsent, "unsent")
 
-    def _drop_slow(self, conn: _Conn) -> None:
+    def _write(self, conn: _Conn, frames: Collection[bytes]) -> None:
+        """Write frames in one transport write."""
+        ws = conn.ws
+        try:
+            for frame in frames:
+                ws.protocol.send_text(frame)
+            ws.transport.write(b"".join(ws.protocol.data_to_send()))
+        except Exception as exc:  # a transport failing mid-write: the peer is gone
+            self._write_failed(conn, exc)
+
+    def _pump(self, conn: _Conn) -> None:
+        """Write the backlog while the transport is under its high-water mark."""
+        transport = conn.ws.transport
+        while (
+            conn.backlog
+            and transport.get_write_buffer_size() < conn.high
+            and not transport.is_closing()  # a write failed: asyncio would warn per write
+        ):
+            self._write_chunk(conn)
+
+    def _write_chunk(self, conn: _Conn) -> None:
+        """Write the backlog's first frames in one write: CHUNK bytes as sent (once
+        compressed), or a little more (whole frames), or all of it."""
+        ws, backlog = conn.ws, conn.backlog
+        protocol = ws.protocol
+        data: list[bytes] = []
+        size = 0
+        try:
+            while backlog and size < CHUNK:
+                frame = backlog.popleft()
+                conn.backlogged -= len(frame)
+                protocol.send_text(frame)
+                for part in protocol.data_to_send():
+                    data.append(part)
+                    size += len(part)
+            ws.transport.write(b"".join(data))
+        except Exception as exc:  # a transport failing mid-write: the peer is gone
+            _discard(conn)
+            self._write_failed(conn, exc)
+
+    def _write_failed(self, conn: _Conn, exc: Exception) -> None:
+        log.warning(
+            "could not write to %s: %s",
+            conn.ws.remote_address,
+            exc,
+            extra={"connection": conn.connection_id},
+        )
+
+    async def _flush(self, conn: _Conn) -> None:
+        """Write a connection's backlog, in order and in whole frames, as its transport
+        drains: websockets' drain() returns once asyncio's resume_writing says the
+        buffer is back under its low-water mark."""
+        ws = conn.ws
+        try:
+            while conn.backlog:
+                try:
+                    await ws.drain()
+                except Exception:  # lost while waiting: drain raises the reason
+                    break
+                if not conn.backlog or not _open(ws):
+                    break  # discarded (too slow, closed), or the peer is gone
+                self._write_chunk(conn)  # at least one: drain said there is room
+                self._pump(conn)
+        finally:
+            conn.flusher = None
+            _discard(conn)  # empty unless the connection is gone
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _drop_slow(self, conn: _Conn, unsent: int, what: str) -> None:
         self._out.pop(conn, None)
         for connection_id, other in list(self._conns.items()):
             if other is conn:
                 del self._conns[connection_id]
+        # Frames never written are dropped whole: the close frame goes right
+        # behind what the transport holds (its high-water mark and a chunk at most).
+        _discard(conn)
+        conn.buffer, conn.buffered = [], 0
         self.slow_disconnects += 1
         log.warning(
-            "closing slow client %s: outbound data over the limit",
+            "closing slow client %s: %d bytes %s, over the limit of %d",
             conn.ws.remote_address,
+            unsent,
+            what,
+            self._max_outbound,
             extra={"connection": conn.connection_id},
         )
-        task = asyncio.get_running_loop().create_task(
-            conn.ws.close(
-                CloseCode.TRY_AGAIN_LATER,
-                "too slow to keep up; reconnect and subscribe from your last seq",
-            )
-        )
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        ws = conn.ws
+        self._spawn(ws.close(CloseCode.TRY_AGAIN_LATER, SLOW_REASON))
+        # Bound the attempt. websockets aborts after close_timeout too, but only
+        # once its buffer drained, which a client that reads nothing never lets
+        # happen.
+        if ws.close_timeout is not None:
+            asyncio.get_running_loop().call_later(ws.close_timeout, _cut, ws)
+
+
+def _open(ws: ServerConnection) -> bool:
+    transport = ws.transport
+    return transport is not None and not transport.is_closing() and ws.protocol.state is State.OPEN
+
+
+def _discard(conn: _Conn) -> None:
+    """Forget the frames waiting for the transport (its flusher then ends)."""
+    conn.backlog.clear()
+    conn.backlogged = 0
+
+
+def _cut(ws: ServerConnection) -> None:
+    """Close timeout after a 1013: end the TCP connection if the client never answered."""
+    if ws.protocol.state is not State.CLOSED and ws.transport is not None:
+        ws.transport.abort()

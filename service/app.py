@@ -167,8 +167,11 @@ class Service:
         self._scheduler.tell(Listening(host=cfg.host, port=self.port))
         log.info("adwd listening on ws://%s:%d/ws/trigger (data in %s)", cfg.host, self.port, data)
 
-    def stop(self, reason: str = "shutdown") -> None:
+    def stop(self, reason: str = "shutdown", *, fatal: bool = False) -> None:
         """Stop accepting, end running workflows, flush the log, close sockets with 1001.
+
+        ``fatal`` (a core actor or the log failed): every client first gets an
+        ``error`` saying why, and the close code is 1011.
 
         Each step goes on when an actor is already dead (a failed core actor is
         why a service stops early): stopping never leaves threads behind.
@@ -176,7 +179,10 @@ class Service:
         alive = contextlib.suppress(pykka.ActorDeadError)
         if self._transport is not None:
             with alive:
-                self._transport.proxy().stop_accepting().get()
+                transport = self._transport.proxy()
+                transport.stop_accepting().get()
+                if fatal:
+                    transport.fail_all(reason).get()
         if self._scheduler is not None:
             self._scheduler.stop()
         # A failed scheduler stopped no workflow: stop what is left, each ends its run.
@@ -216,6 +222,10 @@ class Service:
         other actors hold references to the dead one would not.
         """
         kind = getattr(actor, "KIND", type(actor).__name__)
+        if self.fatal.is_set() and isinstance(exc, pykka.ActorDeadError):
+            # A consequence of the first failure (it told a dead actor), not a cause.
+            log.warning("the %s actor stopped too: %s", kind, exc)
+            return
         log.critical("stopping: the %s actor failed (%s)", kind, type(exc).__name__)
         if kind != "event_log" and self._event_log is not None:
             failed = ActorFailed(actor=kind, exception=type(exc).__name__, action="service stops")

@@ -56,7 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     while not stop.wait(0.5):
         if service.fatal.is_set():
-            service.stop(service.fatal_reason)
+            service.stop(service.fatal_reason, fatal=True)
             print(f"adwd: stopped: {service.fatal_reason}", file=sys.stderr, flush=True)
             return 1
     service.stop(f"signal {signals[0]}" if signals else "shutdown")

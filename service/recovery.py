@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-from adwd.actors.processes import group_members, is_same_process, start_ticks, stop_group
+from adwd.actors.processes import group_members, is_same_process, start_ticks, stop_groups
 from adwd.events.domain import ErrorReported, OrphanStopped, RunFailed, workflow_stream
 from adwd.events.store import NewEvent
 from adwd.projections.runs import RunView
@@ -21,11 +21,13 @@ INTERRUPTED = (
 def recover_in_flight(views: list[RunView], grace_s: float) -> list[NewEvent]:
     """Stop leftover children of in-flight runs; record each run as failed, with a report."""
     events: list[NewEvent] = []
+    ours = [view.pid for view in views if _is_ours(view.pid, view.proc_start)]
+    sent_to = stop_groups(ours, grace_s)  # all at once: one grace period at most
     for view in views:
         adw_id, workflow_type = view.key
         stream = workflow_stream(adw_id)
-        if _is_ours(view.pid, view.proc_start):
-            sent = stop_group(view.pid, grace_s)
+        if view.pid in sent_to:
+            sent = sent_to[view.pid]
             events.append(
                 NewEvent(stream, OrphanStopped(adw_id=adw_id, workflow_type=workflow_type,
                                                pid=view.pid, signal=sent))

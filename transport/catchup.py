@@ -30,6 +30,9 @@ CHUNK = 1000  # events read per executor hop
 Snapshot = Callable[[frozenset[str] | None], tuple[int, list[bytes]]]
 
 
+MAX_IDLE = 8  # readers kept between catch-ups (the executor runs a few at a time)
+
+
 class Readers:
     """Read-only connections to the log, reused from one catch-up to the next.
 
@@ -52,7 +55,12 @@ class Readers:
             return EventStore(self._path, readonly=True)
 
     def give_back(self, store: EventStore) -> None:
-        """Keep a reader for the next catch-up (closed if the pool was closed)."""
+        """Keep a reader for the next catch-up (closed if the pool was closed, or
+        if MAX_IDLE are kept already: a burst of connections must not leave a
+        reader, two files and a page cache behind per catch-up it ran at once)."""
+        if self._idle.qsize() >= MAX_IDLE:
+            store.close()
+            return
         self._idle.put(store)
         if self._closed:
             self.close()

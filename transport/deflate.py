@@ -37,7 +37,11 @@ class ThresholdDeflate(PerMessageDeflate):
             del self.encoder  # allocated by the first message compressed
 
     def encode(self, frame: Frame) -> Frame:
-        """Leave small whole messages (and control frames) uncompressed."""
+        """Leave control frames and small whole messages uncompressed."""
+        if frame.opcode not in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            # Ping, pong, close: never compressed, and must not allocate the
+            # compressor (~32 KiB): every keepalive ping and every close did.
+            return frame
         whole = frame.opcode in (Opcode.TEXT, Opcode.BINARY) and frame.fin
         if whole and len(frame.data) < self.min_size:
             return frame

@@ -31,9 +31,10 @@ from adwd.actors.connection import ConnectionActor
 from adwd.actors.dispatch import Dispatcher
 from adwd.actors.messages import Inbound
 from adwd.actors.router import Router
-from adwd.events.errors import AdwdError, CloseCode
+from adwd.events.codec import encode
+from adwd.events.errors import AdwdError, CloseCode, ErrorCode
 from adwd.events.store import StoredEvent
-from adwd.events.wire import SubscribeData
+from adwd.events.wire import Error, ErrorData, SubscribeData
 from adwd.transport.catchup import Readers, catch_up
 from adwd.transport.deflate import DEFAULT_MIN_SIZE, server_extensions
 from adwd.transport.http_api import LOCAL_ORIGIN, HttpAwareConnection
@@ -210,6 +211,19 @@ class TransportActor(Actor):
             "message": f"Nothing at {path}. Open a WebSocket to /ws/trigger, or GET /health, "
             "/api/runs or /api/adws/<adw_id>.",
         }
+
+    def fail_all(self, reason: str) -> None:
+        """The service stops because it failed: tell every client why, close with 1011."""
+        error = ErrorData(
+            message=f"adwd is stopping: {reason}. Reconnect once it is back and resume "
+            "from your last seq.",
+            code=ErrorCode.UNAVAILABLE,
+        )
+        frame = encode(Error(error))
+        self._draining = True
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._router.send_all, frame)
+        self._shut_down(CloseCode.INTERNAL_ERROR, "service failed; reconnect shortly")
 
     def connection_count(self) -> int:
         """Connections the router delivers to now."""
