@@ -37,6 +37,14 @@ import pykka
 
 from adwd.actors.base import Actor
 from adwd.actors.catalogue import LaunchPlan
+from adwd.actors.lifecycle import (
+    Ended,
+    KillLater,
+    Output,
+    RunLifecycle,
+    Signal,
+    StopLater,
+)
 from adwd.actors.messages import (
     Append,
     Exited,
@@ -49,22 +57,16 @@ from adwd.actors.messages import (
 )
 from adwd.actors.processes import group_alive, start_ticks, usage_of
 from adwd.actors.progress import parse_progress_line
-from adwd.actors.ratelimit import TokenBucket
 from adwd.events.domain import (
-    ActorFailed,
     DomainEvent,
     ResourceUsage,
     RunCompleted,
     RunFailed,
-    RunLogged,
-    RunProgress,
     RunQueued,
     RunStarted,
-    StageChanged,
     workflow_stream,
 )
 from adwd.events.store import NewEvent
-from adwd.projections.stages import STAGES, next_stage, stage_of
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ DRAIN_S = 2.0  # after the child exits, how long its last output may take to arr
 
 
 class WorkflowActor(Actor):
-    """Runs one workflow run from spawn to its one terminal event."""
+    """Runs one workflow run: spawns, reaps and pumps; its rules are RunLifecycle's."""
 
     KIND = "workflow"
 
@@ -106,20 +108,19 @@ class WorkflowActor(Actor):
         self._log = event_log
         self._scheduler = scheduler
         self._grace_s = grace_s
-        self._expected_s = expected_s
-        self._stage = card_stage  # where this run's card is now
-        self._own_stage = stage_of(workflow_type, "running")
-        self._manages_stages = False  # set when the workflow reports a stage of its own
-        self._log_bucket = TokenBucket(rate=log_lines_per_s, burst=max(1.0, 5 * log_lines_per_s))
-        self._suppressed = 0
         self._principal = principal
         self._correlation_id = correlation_id
+        self._run = RunLifecycle(
+            adw_id=adw_id,
+            workflow_type=workflow_type,
+            card_stage=card_stage,
+            expected_s=expected_s,
+            log_lines_per_s=log_lines_per_s,
+            grace_s=grace_s,
+            timeout_s=plan.timeout_s,
+            logs_path=plan.logs_path,
+        )
         self._proc: subprocess.Popen[bytes] | None = None
-        self._started_at = 0.0
-        self._progress = 0
-        self._stop_reason: str | None = None
-        self._cancelled = False
-        self._ended = False
         self._timers: list[threading.Timer] = []
         self._exit = _ExitBox()  # the waiter, the one reaper, fills it
         self._gate: int | None = None  # write end of the start gate, until opened
@@ -127,7 +128,7 @@ class WorkflowActor(Actor):
     # -- lifecycle ---------------------------------------------------------
 
     def on_start(self) -> None:
-        """Spawn the child and record RunStarted (or RunFailed if it cannot start)."""
+        """Spawn the child held at its gate and record RunStarted (or RunFailed)."""
         plan = self._plan
         try:
             Path(plan.work_dir).mkdir(parents=True, exist_ok=True)
@@ -137,12 +138,11 @@ class WorkflowActor(Actor):
             Path(plan.trigger_file).write_bytes(msgspec.json.encode(self._request))
             log_file = log_path.open("ab")
         except OSError as exc:
-            self._end(RunFailed(**self._ids(), reason=f"could not create its log: {exc}"))
+            self._apply(self._run.spawn_failed(f"could not create its log: {exc}"))
             return
         header = f"--- adwd: {' '.join(plan.argv)} (cwd {plan.cwd}) at {time.ctime()}\n"
         log_file.write(header.encode())
         log_file.flush()
-        self._started_at = time.monotonic()
         gate_in, self._gate = os.pipe()  # not inherited by any other child
         try:
             self._check_launchable(plan)
@@ -156,16 +156,14 @@ class WorkflowActor(Actor):
                 start_new_session=True,  # own process group: a signal reaches its children
             )
         except OSError as exc:
-            os.close(self._gate)
-            self._gate = None
+            self._close_gate()
             log_file.write(f"--- adwd: could not start: {exc}\n".encode())
             log_file.close()
-            self._end(
-                RunFailed(
-                    **self._ids(),
-                    reason=f"could not start {plan.argv[0]!r}: {exc.strerror or exc}"
+            self._apply(
+                self._run.spawn_failed(
+                    f"could not start {plan.argv[0]!r}: {exc.strerror or exc}"
                     f"{f' ({exc.filename})' if exc.filename else ''}. "
-                    "Check the workflow's argv and cwd in the config.",
+                    "Check the workflow's argv and cwd in the config."
                 )
             )
             return
@@ -173,49 +171,33 @@ class WorkflowActor(Actor):
             os.close(gate_in)
         if self._crash_after_spawn:
             os.kill(os.getpid(), signal.SIGKILL)
-        me = self.actor_ref
-        self._log.tell(
-            Append(
-                [self._new(RunStarted(
-                    **self._ids(),
-                    pid=self._proc.pid,
-                    argv=plan.argv,
-                    cwd=plan.cwd,
-                    proc_start=start_ticks(self._proc.pid),
-                    expected_s=self._expected_s,
-                ))],
-                committed=lambda: _tell_quietly(me, _OpenGate()),
+        pid = self._proc.pid
+        self._apply(
+            self._run.spawned(
+                pid=pid,
+                argv=plan.argv,
+                cwd=plan.cwd,
+                proc_start=start_ticks(pid),
+                now=time.monotonic(),
             )
-        )  # fmt: skip
+        )
         log.info(
             "run %s (%s) started: pid %d",
             self._adw_id,
             self._workflow_type,
-            self._proc.pid,
+            pid,
             extra={"adw_id": self._adw_id},
         )
-        self._move(self._own_stage, f"{self._workflow_type} started")
-        # stderr gets its own reader and its own append handle: each writes whole lines.
-        threading.Thread(
-            target=_pump_stderr,
-            args=(self._proc, log_path.open("ab"), self.actor_ref.tell),
-            name=f"adw-stderr-{self._adw_id}",
-            daemon=True,
-        ).start()
-        threading.Thread(
-            target=_pump,
-            args=(self._proc, log_file, self.actor_ref.tell, self._exit),
-            name=f"adw-reader-{self._adw_id}",
-            daemon=True,
-        ).start()
-        threading.Thread(
-            target=_await_exit,
-            args=(self._proc, self.actor_ref.tell, self._exit),
-            name=f"adw-waiter-{self._adw_id}",
-            daemon=True,
-        ).start()
-        if plan.timeout_s > 0:
-            self._later(plan.timeout_s, Stop(reason=f"timed out after {plan.timeout_s:g} s"))
+        tell = self.actor_ref.tell
+        for target, args, name in (
+            # stderr gets its own reader and its own append handle: each writes whole lines.
+            (_pump_stderr, (self._proc, log_path.open("ab"), tell), "stderr"),
+            (_pump, (self._proc, log_file, tell, self._exit), "reader"),
+            (_await_exit, (self._proc, tell, self._exit), "waiter"),
+        ):
+            threading.Thread(
+                target=target, args=args, name=f"adw-{name}-{self._adw_id}", daemon=True
+            ).start()
 
     @staticmethod
     def _check_launchable(plan: LaunchPlan) -> None:
@@ -234,45 +216,40 @@ class WorkflowActor(Actor):
             raise FileNotFoundError(errno.ENOENT, "not found on PATH", program)
 
     def on_receive(self, message: object) -> object:
-        """Progress, exit, cancel/timeout and the kill after the grace period."""
+        """What happened to the run, handed to its lifecycle; the effects carried out."""
+        run = self._run
         if isinstance(message, Progress):
-            self._on_progress(message)
+            outputs = run.progress(message.progress_percent, message.current_step, message.message)
         elif isinstance(message, LogLine):
-            self._on_log(message)
+            outputs = run.log_line(message.level, message.text, time.monotonic())  # type: ignore[arg-type]
         elif isinstance(message, StageReport):
-            if not self._ended:
-                self._reported(message.stage, message.message or f"moved to {message.stage}")
+            outputs = run.stage_reported(
+                message.stage, message.message or f"moved to {message.stage}"
+            )
         elif isinstance(message, Exited):
-            self._on_exit(message.returncode, message.usage)
+            outputs = self._on_exit(message.returncode, message.usage)
         elif isinstance(message, Stop):
-            self._on_stop_request(message)
+            outputs = run.stop_requested(message.reason, cancelled=message.cancelled)
         elif isinstance(message, Kill):
-            self._signal(signal.SIGKILL)
+            outputs = run.kill_due()
+        elif isinstance(message, OutputFailed):
+            outputs = run.stop_requested(f"its output could not be written: {message.reason}")
         elif isinstance(message, _OpenGate):
             self._open_gate()
-        elif isinstance(message, OutputFailed):
-            self._on_stop_request(Stop(reason=f"its output could not be written: {message.reason}"))
+            outputs = []
+        else:
+            outputs = []
+        self._apply(outputs)
         return None
 
     def on_stop(self) -> None:
-        """Service shutdown: end the child and record the run as interrupted."""
+        """Service shutdown: end the child's group and record the run as interrupted."""
         for timer in self._timers:
             timer.cancel()
-        if self._ended or self._proc is None:
+        if self._run.ended or self._proc is None:
             return
         returncode = self._stop_group()
-        self._end(
-            RunFailed(
-                **self._ids(),
-                reason="interrupted: the service shut down while the run was in progress; "
-                "trigger it again to re-run it",
-                exit_code=returncode,
-                duration_s=self._elapsed(),
-                progress_percent=self._progress,
-                expected_s=self._expected_s,
-            ),
-            notify=False,
-        )
+        self._apply(self._run.interrupted(returncode, time.monotonic()))
 
     def on_failure(
         self,
@@ -290,23 +267,59 @@ class WorkflowActor(Actor):
         for timer in self._timers:
             timer.cancel()
         returncode = self._stop_group() if self._proc is not None else None
-        self._append(
-            ActorFailed(actor=self.KIND, exception=name, adw_id=self._adw_id, action="run failed")
-        )
-        if not self._ended:
-            self._ended = True
-            self._append(
-                RunFailed(
-                    **self._ids(),
-                    reason=f"failed inside adwd ({name} in the run's actor), not in the "
-                    "workflow; its processes were stopped. Trigger it again to re-run it",
-                    exit_code=returncode,
-                    duration_s=self._elapsed(),
-                    progress_percent=self._progress,
-                    expected_s=self._expected_s,
-                )
-            )
-            self._scheduler.tell(RunEnded(self._adw_id, self._workflow_type, None, self._stage))
+        self._apply(self._run.failed_inside(name, returncode, time.monotonic()))
+
+    # -- effects -----------------------------------------------------------
+
+    def _on_exit(self, returncode: int, usage: ResourceUsage | None) -> list[Output]:
+        if self._run.ended:
+            return []
+        if self._proc is not None and group_alive(self._proc.pid):
+            # The workflow is done; what it left in its group (a server, a test
+            # runner) is not: a run's end means its processes are gone.
+            self._stop_group()
+        last = _last_output_line(self._plan.logs_path) if returncode != 0 else ""
+        return self._run.exited(returncode, usage, time.monotonic(), last_line=last)
+
+    def _apply(self, outputs: list[Output]) -> None:
+        """Carry out the lifecycle's outputs, in order."""
+        for out in outputs:
+            if isinstance(out, Signal):
+                self._signal(out.signum)
+            elif isinstance(out, KillLater):
+                self._later(out.delay_s, Kill())
+            elif isinstance(out, StopLater):
+                self._later(out.delay_s, Stop(reason=out.reason))
+            elif isinstance(out, Ended):
+                self._ended(out)
+            elif isinstance(out, RunStarted):
+                # The gate opens once this is committed (two-phase start).
+                append = Append([self._new(out)], committed=self._gate_opener())
+                self._tell_log(append)
+            else:
+                self._tell_log(Append([self._new(out)]))
+                if isinstance(out, RunCompleted | RunFailed):
+                    outcome = f"failed: {out.reason}" if isinstance(out, RunFailed) else "completed"
+                    log.info(
+                        "run %s (%s) %s",
+                        self._adw_id,
+                        self._workflow_type,
+                        outcome,
+                        extra={"adw_id": self._adw_id},
+                    )
+
+    def _gate_opener(self) -> Callable[[], None]:
+        me = self.actor_ref
+        return lambda: _tell_quietly(me, _OpenGate())
+
+    def _ended(self, end: Ended) -> None:
+        self._close_gate()
+        for timer in self._timers:
+            timer.cancel()
+        if end.notify:
+            ended = RunEnded(self._adw_id, self._workflow_type, end.completed_in_s, end.stage)
+            _tell_quietly(self._scheduler, ended)  # a dead scheduler: the service is stopping
+            self.actor_ref.stop(block=False)
 
     def _close_gate(self) -> None:
         if self._gate is not None:
@@ -315,7 +328,7 @@ class WorkflowActor(Actor):
 
     def _open_gate(self) -> None:
         """run_started is committed: let the workflow run."""
-        if self._gate is None or self._stop_reason is not None:
+        if self._gate is None or self._run.stop_requested_reason is not None or self._run.ended:
             self._close_gate()  # stopped before it started: it runs nothing
             return
         with contextlib.suppress(OSError):  # a gate already gone reads nothing
@@ -324,7 +337,7 @@ class WorkflowActor(Actor):
 
     def _stop_group(self) -> int | None:
         """SIGTERM the run's whole group; SIGKILL what is left of it after the
-        grace period; the leader's exit code (reaped by the reader)."""
+        grace period; the leader's exit code (reaped by the waiter)."""
         assert self._proc is not None
         self._close_gate()
         pgid = self._proc.pid
@@ -340,141 +353,17 @@ class WorkflowActor(Actor):
         self._exit.wait(self._grace_s + 5)
         return self._exit.returncode
 
-    # -- handlers ----------------------------------------------------------
-
-    def _on_progress(self, message: Progress) -> None:
-        if self._ended:
-            return
-        step = message.current_step or ""
-        if step.startswith("Stage: ") and step[7:].strip() in STAGES:
-            self._reported(step[7:].strip(), message.message or step)
-        if message.progress_percent is not None:
-            self._progress = message.progress_percent
-        self._append(
-            RunProgress(
-                **self._ids(),
-                progress_percent=self._progress,
-                current_step=message.current_step or "",
-                message=message.message or "",
-            )
-        )
-
-    def _on_log(self, line: LogLine) -> None:
-        """Boards get the run's lines, at most ``log_lines_per_s`` on average."""
-        if self._ended:
-            return
-        if not self._log_bucket.allow(time.monotonic()):
-            self._suppressed += 1
-            return
-        if self._suppressed:
-            self._note_suppressed()
-        self._append(
-            RunLogged(**self._ids(), level=line.level, message=line.text)  # type: ignore[arg-type]
-        )
-
-    def _note_suppressed(self) -> None:
-        text = f"{self._suppressed} lines not shown (rate limit); all are in {self._plan.logs_path}"
-        self._suppressed = 0
-        self._append(RunLogged(**self._ids(), level="WARNING", message=text))
-
-    def _reported(self, stage: str, message: str) -> None:
-        """The workflow moved its card itself; one that manages its own stages is
-        not moved onwards when it completes."""
-        if stage != self._own_stage:
-            self._manages_stages = True
-        self._move(stage, message)
-
-    def _move(self, stage: str, message: str) -> None:
-        """Move this run's card, recording the transition."""
-        if stage == self._stage:
-            return
-        self._append(
-            StageChanged(**self._ids(), from_stage=self._stage, to_stage=stage, message=message)
-        )
-        self._stage = stage
-
-    def _on_exit(self, returncode: int, usage: ResourceUsage | None) -> None:
-        if self._ended:
-            return
-        if self._proc is not None and group_alive(self._proc.pid):
-            # The workflow is done; what it left in its group (a server, a test
-            # runner) is not: a run's end means its processes are gone.
-            self._stop_group()
-        measured = {
-            "duration_s": self._elapsed(),
-            "resource_usage": usage,
-            "expected_s": self._expected_s,
-        }
-        event: DomainEvent
-        if self._stop_reason is not None:
-            event = RunFailed(
-                **self._ids(),
-                **measured,
-                reason=self._stop_reason,
-                exit_code=returncode,
-                cancelled=self._cancelled,
-                progress_percent=self._progress,
-            )
-        elif returncode == 0:
-            event = RunCompleted(**self._ids(), **measured)
-        else:
-            event = RunFailed(
-                **self._ids(),
-                **measured,
-                reason=_exit_reason(returncode, self._plan.logs_path),
-                exit_code=returncode,
-                progress_percent=self._progress,
-            )
-        self._end(event)
-
-    def _on_stop_request(self, message: Stop) -> None:
-        if self._ended or self._stop_reason is not None:
-            return
-        self._stop_reason = message.reason
-        self._cancelled = message.cancelled
-        self._signal(signal.SIGTERM)
-        self._later(self._grace_s, Kill())
-
-    # -- helpers -----------------------------------------------------------
-
-    def _ids(self) -> dict[str, str]:
-        return {"adw_id": self._adw_id, "workflow_type": self._workflow_type}
-
-    def _elapsed(self) -> float:
-        return round(time.monotonic() - self._started_at, 6) if self._started_at else 0.0
-
     def _new(self, event: DomainEvent) -> NewEvent:
         return NewEvent(workflow_stream(self._adw_id), event, self._principal, self._correlation_id)
 
-    def _append(self, event: DomainEvent) -> None:
-        self._log.tell(Append([self._new(event)]))
-
-    def _end(self, event: DomainEvent, *, notify: bool = True) -> None:
-        """Record the one terminal event (and where the card goes) and free the slot."""
-        if self._suppressed:
-            self._note_suppressed()
-        # The card moves first, so the terminal status and metrics stay the run's last words.
-        if isinstance(event, RunCompleted) and not self._manages_stages:
-            self._move(next_stage(self._stage), f"{self._workflow_type} completed")
-        elif isinstance(event, RunFailed):
-            self._move("errored", event.reason)
-        self._ended = True
-        self._close_gate()
-        for timer in self._timers:
-            timer.cancel()
-        self._append(event)
-        outcome = f"failed: {event.reason}" if isinstance(event, RunFailed) else "completed"
-        log.info(
-            "run %s (%s) %s",
-            self._adw_id,
-            self._workflow_type,
-            outcome,
-            extra={"adw_id": self._adw_id},
-        )
-        if notify:
-            took = event.duration_s if isinstance(event, RunCompleted) else None
-            self._scheduler.tell(RunEnded(self._adw_id, self._workflow_type, took, self._stage))
-            self.actor_ref.stop(block=False)
+    def _tell_log(self, append: Append) -> None:
+        try:
+            self._log.tell(append)
+        except pykka.ActorDeadError:
+            # The log failed and the service is stopping: this run's events cannot be
+            # recorded; recovery records the run as interrupted at the next start.
+            log.warning("not recorded (event log gone): %s", type(append.events[0].event).__name__,
+                        extra={"adw_id": self._adw_id})  # fmt: skip
 
     def _signal(self, signum: int) -> None:
         """Signal the run's whole group, even after its leader exited (the
@@ -622,20 +511,6 @@ def _wait(proc: subprocess.Popen[bytes]) -> tuple[int, ResourceUsage | None]:
         return proc.wait(), None
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, usage_of(rusage)
-
-
-def _exit_reason(returncode: int, logs_path: str) -> str:
-    """A person-readable reason: the exit status and the last line of output."""
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        reason = f"killed by {name}"
-    else:
-        reason = f"exited with code {returncode}"
-    last = _last_output_line(logs_path)
-    return f"{reason}: {last}" if last else reason
 
 
 def _last_output_line(path: str) -> str:

@@ -1,0 +1,319 @@
+"""RunLifecycle: one run from spawn to its one terminal event, as pure code.
+
+The rules of a run (what its stop reason and exit code make of it, where
+its card moves, which log lines boards see) in the manner of the websockets
+library's sans-I/O ``Protocol``: each input is a method call carrying what
+happened (and the time, from the caller's clock), and returns the outputs,
+in order: domain events to append, and effects for the adapter to carry
+out. No threads, processes, files or clocks here; ``WorkflowActor`` spawns,
+reaps, pumps and performs the effects.
+
+Promises (tests/actors/test_lifecycle.py checks them as a state machine):
+exactly one terminal event (``run_completed`` or ``run_failed``) and one
+``Ended`` effect per run, nothing after them, and a card that only moves
+through stages the run or its workflow named.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Literal
+
+from msgspec import Struct
+
+from adwd.actors.ratelimit import TokenBucket
+from adwd.events.domain import (
+    ActorFailed,
+    DomainEvent,
+    ResourceUsage,
+    RunCompleted,
+    RunFailed,
+    RunLogged,
+    RunProgress,
+    RunStarted,
+    StageChanged,
+)
+from adwd.projections.stages import STAGES, next_stage, stage_of
+
+INTERRUPTED = (
+    "interrupted: the service shut down while the run was in progress; "
+    "trigger it again to re-run it"
+)
+
+Level = Literal["INFO", "SUCCESS", "WARNING", "ERROR"]
+
+
+class Signal(Struct, frozen=True):
+    """Effect: send ``signum`` to the run's whole process group."""
+
+    signum: int
+
+
+class KillLater(Struct, frozen=True):
+    """Effect: call ``kill_due`` after ``delay_s`` (the grace after SIGTERM)."""
+
+    delay_s: float
+
+
+class StopLater(Struct, frozen=True):
+    """Effect: call ``stop_requested(reason)`` after ``delay_s`` (the run's timeout)."""
+
+    delay_s: float
+    reason: str
+
+
+class Ended(Struct, frozen=True):
+    """Effect: the run is over; free its slot (``notify``) and stop its actor.
+
+    ``stage`` is where its card was left; ``completed_in_s`` feeds the
+    typical duration of its workflow type (completed runs only).
+    """
+
+    stage: str
+    completed_in_s: float | None
+    notify: bool = True
+
+
+Effect = Signal | KillLater | StopLater | Ended
+Output = DomainEvent | Effect
+
+
+class RunLifecycle:
+    """The state of one run and the rules that move it (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        adw_id: str,
+        workflow_type: str,
+        card_stage: str = "backlog",
+        expected_s: float | None = None,
+        log_lines_per_s: float = 20.0,
+        grace_s: float = 5.0,
+        timeout_s: float = 0.0,
+        logs_path: str = "",
+    ) -> None:
+        self._ids = {"adw_id": adw_id, "workflow_type": workflow_type}
+        self._workflow_type = workflow_type
+        self._stage = card_stage
+        self._own_stage = stage_of(workflow_type, "running")
+        self._manages_stages = False
+        self._expected_s = expected_s
+        self._bucket = TokenBucket(rate=log_lines_per_s, burst=max(1.0, 5 * log_lines_per_s))
+        self._suppressed = 0
+        self._grace_s = grace_s
+        self._timeout_s = timeout_s
+        self._logs_path = logs_path
+        self._started_at: float | None = None
+        self._progress = 0
+        self._stop_reason: str | None = None
+        self._cancelled = False
+        self._ended = False
+
+    @property
+    def ended(self) -> bool:
+        """Whether the run has its terminal event."""
+        return self._ended
+
+    @property
+    def stop_requested_reason(self) -> str | None:
+        """Why the run is being stopped (cancel, timeout...), or None."""
+        return self._stop_reason
+
+    # -- inputs ------------------------------------------------------------
+
+    def spawn_failed(self, reason: str) -> list[Output]:
+        """The child could not be started (no log, no script, no cwd...)."""
+        return self._end(RunFailed(**self._ids, reason=reason), now=None)
+
+    def spawned(
+        self, *, pid: int, argv: list[str], cwd: str, proc_start: int, now: float
+    ) -> list[Output]:
+        """The child exists (held at its gate): record it, move the card, arm the timeout."""
+        if self._ended:
+            return []
+        self._started_at = now
+        out: list[Output] = [
+            RunStarted(
+                **self._ids,
+                pid=pid,
+                argv=argv,
+                cwd=cwd,
+                proc_start=proc_start,
+                expected_s=self._expected_s,
+            )
+        ]
+        out += self._move(self._own_stage, f"{self._workflow_type} started")
+        if self._timeout_s > 0:
+            out.append(StopLater(self._timeout_s, f"timed out after {self._timeout_s:g} s"))
+        return out
+
+    def progress(
+        self, percent: int | None, current_step: str | None, message: str | None
+    ) -> list[Output]:
+        """A progress line of the workflow (``Stage: X`` steps move the card)."""
+        if self._ended:
+            return []
+        out: list[Output] = []
+        step = current_step or ""
+        if step.startswith("Stage: ") and step[7:].strip() in STAGES:
+            out += self.stage_reported(step[7:].strip(), message or step)
+        if percent is not None:
+            self._progress = percent
+        out.append(
+            RunProgress(
+                **self._ids,
+                progress_percent=self._progress,
+                current_step=current_step or "",
+                message=message or "",
+            )
+        )
+        return out
+
+    def stage_reported(self, stage: str, message: str) -> list[Output]:
+        """The workflow moved its card itself; one that manages its own stages
+        is not moved onwards when it completes."""
+        if self._ended:
+            return []
+        if stage != self._own_stage:
+            self._manages_stages = True
+        return self._move(stage, message)
+
+    def log_line(self, level: Level, text: str, now: float) -> list[Output]:
+        """A line of output: boards get at most ``log_lines_per_s`` on average."""
+        if self._ended:
+            return []
+        if not self._bucket.allow(now):
+            self._suppressed += 1
+            return []
+        return [*self._note_suppressed(), RunLogged(**self._ids, level=level, message=text)]
+
+    def stop_requested(self, reason: str, *, cancelled: bool = False) -> list[Output]:
+        """Cancel, timeout or a failed log: SIGTERM now, SIGKILL after the grace."""
+        if self._ended or self._stop_reason is not None:
+            return []
+        self._stop_reason, self._cancelled = reason, cancelled
+        return [Signal(signal.SIGTERM), KillLater(self._grace_s)]
+
+    def kill_due(self) -> list[Output]:
+        """The grace period after SIGTERM ran out (a stray one, with no stop asked, is ignored)."""
+        if self._ended or self._stop_reason is None:
+            return []
+        return [Signal(signal.SIGKILL)]
+
+    def exited(
+        self, returncode: int, usage: ResourceUsage | None, now: float, *, last_line: str = ""
+    ) -> list[Output]:
+        """The workflow exited (its group is already cleared by the adapter)."""
+        if self._ended:
+            return []
+        measured = {
+            "duration_s": self._elapsed(now),
+            "resource_usage": usage,
+            "expected_s": self._expected_s,
+        }
+        event: DomainEvent
+        if self._stop_reason is not None:
+            event = RunFailed(
+                **self._ids,
+                **measured,
+                reason=self._stop_reason,
+                exit_code=returncode,
+                cancelled=self._cancelled,
+                progress_percent=self._progress,
+            )
+        elif returncode == 0:
+            event = RunCompleted(**self._ids, **measured)
+        else:
+            event = RunFailed(
+                **self._ids,
+                **measured,
+                reason=exit_reason(returncode, last_line),
+                exit_code=returncode,
+                progress_percent=self._progress,
+            )
+        return self._end(event, now=now)
+
+    def interrupted(self, returncode: int | None, now: float) -> list[Output]:
+        """The service shuts down while the run is in progress (its group was stopped)."""
+        if self._ended:
+            return []
+        event = RunFailed(
+            **self._ids,
+            reason=INTERRUPTED,
+            exit_code=returncode,
+            duration_s=self._elapsed(now),
+            progress_percent=self._progress,
+            expected_s=self._expected_s,
+        )
+        return self._end(event, now=now, notify=False)
+
+    def failed_inside(self, exception: str, returncode: int | None, now: float) -> list[Output]:
+        """Supervision: the run's actor failed (its group was stopped)."""
+        out: list[Output] = [
+            ActorFailed(
+                actor="workflow", exception=exception, adw_id=self._ids["adw_id"],
+                action="run failed",
+            )
+        ]  # fmt: skip
+        if self._ended:
+            return out
+        event = RunFailed(
+            **self._ids,
+            reason=f"failed inside adwd ({exception} in the run's actor), not in the "
+            "workflow; its processes were stopped. Trigger it again to re-run it",
+            exit_code=returncode,
+            duration_s=self._elapsed(now),
+            progress_percent=self._progress,
+            expected_s=self._expected_s,
+        )
+        # Straight to the end: the card moves and the slot is freed, as for any failure.
+        return out + self._end(event, now=now)
+
+    # -- rules -------------------------------------------------------------
+
+    def _move(self, stage: str, message: str) -> list[Output]:
+        if stage == self._stage:
+            return []
+        moved = StageChanged(**self._ids, from_stage=self._stage, to_stage=stage, message=message)
+        self._stage = stage
+        return [moved]
+
+    def _note_suppressed(self) -> list[Output]:
+        if not self._suppressed:
+            return []
+        text = f"{self._suppressed} lines not shown (rate limit); all are in {self._logs_path}"
+        self._suppressed = 0
+        return [RunLogged(**self._ids, level="WARNING", message=text)]
+
+    def _end(self, event: DomainEvent, *, now: float | None, notify: bool = True) -> list[Output]:
+        """The one terminal event, after the card's move; then Ended."""
+        out = self._note_suppressed()
+        # The card moves first, so the terminal status and metrics stay the run's last words.
+        if isinstance(event, RunCompleted) and not self._manages_stages:
+            out += self._move(next_stage(self._stage), f"{self._workflow_type} completed")
+        elif isinstance(event, RunFailed):
+            out += self._move("errored", event.reason)
+        self._ended = True
+        out.append(event)
+        took = event.duration_s if isinstance(event, RunCompleted) else None
+        out.append(Ended(self._stage, took, notify))
+        return out
+
+    def _elapsed(self, now: float | None) -> float:
+        if self._started_at is None or now is None:
+            return 0.0
+        return round(now - self._started_at, 6)
+
+
+def exit_reason(returncode: int, last_line: str = "") -> str:
+    """A person-readable reason: the exit status and the last line of output."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        reason = f"killed by {name}"
+    else:
+        reason = f"exited with code {returncode}"
+    return f"{reason}: {last_line}" if last_line else reason

@@ -1,0 +1,218 @@
+"""RunLifecycle, the pure rules of one run, under hypothesis: a state machine
+that drives it with any sequence of what can happen to a run."""
+
+from __future__ import annotations
+
+import signal
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from adwd.actors.lifecycle import (
+    INTERRUPTED,
+    Ended,
+    KillLater,
+    Output,
+    RunLifecycle,
+    Signal,
+    StopLater,
+    exit_reason,
+)
+from adwd.events.domain import (
+    ActorFailed,
+    RunCompleted,
+    RunFailed,
+    RunLogged,
+    RunProgress,
+    RunStarted,
+    StageChanged,
+)
+from adwd.projections.stages import STAGES
+
+TERMINAL = (RunCompleted, RunFailed)
+
+
+class RunMachine(RuleBasedStateMachine):
+    """Everything a run's actor may be told, in any order the world allows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run = RunLifecycle(
+            adw_id="a1",
+            workflow_type="adw_build_iso",
+            card_stage="plan",
+            log_lines_per_s=5.0,
+            grace_s=1.0,
+            timeout_s=30.0,
+            logs_path="/x/execution.log",
+        )
+        self.outputs: list[Output] = []
+        self.now = 100.0
+        self.spawned = False
+        self.stop: tuple[str, bool] | None = None
+        self.exit_code: int | None = None
+        self.ended_by: str | None = None
+
+    def _feed(self, outputs: list[Output], cause: str) -> None:
+        if any(isinstance(o, TERMINAL) for o in outputs) and self.ended_by is None:
+            self.ended_by = cause
+        self.outputs += outputs
+
+    # -- what can happen ------------------------------------------------------
+
+    @precondition(lambda self: not self.spawned and self.ended_by is None)
+    @rule()
+    def spawn(self) -> None:
+        self.spawned = True
+        out = self.run.spawned(pid=42, argv=["x"], cwd="/", proc_start=7, now=self.now)
+        assert isinstance(out[0], RunStarted)
+        assert StopLater(30.0, "timed out after 30 s") in out
+        self._feed(out, "spawn")
+
+    @precondition(lambda self: not self.spawned and self.ended_by is None)
+    @rule()
+    def spawn_fails(self) -> None:
+        self._feed(self.run.spawn_failed("could not start 'x'"), "spawn_failed")
+
+    @rule(
+        percent=st.none() | st.integers(0, 100),
+        step=st.sampled_from([None, "", "Planning", *(f"Stage: {s}" for s in STAGES)]),
+    )
+    def progress(self, percent: int | None, step: str | None) -> None:
+        self._feed(self.run.progress(percent, step, "m"), "progress")
+
+    @rule(stage=st.sampled_from(STAGES))
+    def stage_report(self, stage: str) -> None:
+        self._feed(self.run.stage_reported(stage, "moved"), "stage")
+
+    @rule(dt=st.floats(0, 2), n=st.integers(1, 40))
+    def log_lines(self, dt: float, n: int) -> None:
+        self.now += dt
+        for _ in range(n):
+            self._feed(self.run.log_line("INFO", "line", self.now), "log")
+
+    @rule(reason=st.sampled_from(["cancelled by a user", "timed out after 30 s"]), c=st.booleans())
+    def stop_requested(self, reason: str, c: bool) -> None:
+        out = self.run.stop_requested(reason, cancelled=c)
+        if out:
+            assert self.stop is None
+            assert out == [Signal(signal.SIGTERM), KillLater(1.0)]
+            self.stop = (reason, c)
+        self._feed(out, "stop")
+
+    @rule()
+    def kill_due(self) -> None:
+        out = self.run.kill_due()
+        assert out in ([], [Signal(signal.SIGKILL)])
+        self._feed(out, "kill")
+
+    @precondition(lambda self: self.spawned)
+    @rule(code=st.sampled_from([0, 1, 2, -9, -15, 75]), dt=st.floats(0, 100))
+    def exited(self, code: int, dt: float) -> None:
+        self.now += dt
+        if self.ended_by is None:
+            self.exit_code = code
+        self._feed(self.run.exited(code, None, self.now, last_line="boom"), "exit")
+
+    @rule()
+    def shutdown(self) -> None:
+        self._feed(self.run.interrupted(None, self.now), "shutdown")
+
+    @rule()
+    def actor_fails(self) -> None:
+        out = self.run.failed_inside("ValueError", None, self.now)
+        assert isinstance(out[0], ActorFailed)
+        self._feed(out, "failed_inside")
+
+    # -- what must always hold ------------------------------------------------
+
+    @invariant()
+    def one_terminal_event_then_ended_then_silence(self) -> None:
+        terminal = [i for i, o in enumerate(self.outputs) if isinstance(o, TERMINAL)]
+        ended = [i for i, o in enumerate(self.outputs) if isinstance(o, Ended)]
+        assert len(terminal) <= 1
+        assert len(ended) == len(terminal)
+        assert self.run.ended == bool(terminal)
+        if terminal:
+            assert ended[0] == terminal[0] + 1  # the terminal event, then Ended
+            after = self.outputs[ended[0] + 1 :]
+            assert all(isinstance(o, ActorFailed) for o in after), after
+
+    @invariant()
+    def the_terminal_event_says_why(self) -> None:
+        terminal = [o for o in self.outputs if isinstance(o, TERMINAL)]
+        if not terminal:
+            return
+        event = terminal[0]
+        if self.ended_by == "exit" and self.stop is None and self.exit_code == 0:
+            assert isinstance(event, RunCompleted)
+            return
+        assert isinstance(event, RunFailed)
+        if self.ended_by == "exit" and self.stop is not None:
+            assert (event.reason, event.cancelled) == self.stop
+        elif self.ended_by == "exit":
+            assert self.exit_code is not None
+            assert event.reason == exit_reason(self.exit_code, "boom")
+            assert event.exit_code == self.exit_code
+        elif self.ended_by == "shutdown":
+            assert event.reason == INTERRUPTED
+        elif self.ended_by == "failed_inside":
+            assert "failed inside adwd" in event.reason
+
+    @invariant()
+    def the_card_moves_as_a_chain_and_a_failure_ends_in_errored(self) -> None:
+        moves = [o for o in self.outputs if isinstance(o, StageChanged)]
+        stage = "plan"
+        for move in moves:
+            assert move.from_stage == stage
+            assert move.to_stage != stage
+            stage = move.to_stage
+        ended = [o for o in self.outputs if isinstance(o, Ended)]
+        failed = [o for o in self.outputs if isinstance(o, RunFailed)]
+        if ended:
+            assert ended[0].stage == stage
+        if failed:
+            assert stage == "errored"
+
+    @invariant()
+    def signals_only_for_a_stop_request(self) -> None:
+        signals = [o for o in self.outputs if isinstance(o, Signal)]
+        if signals:
+            assert self.stop is not None
+            assert signals[0].signum == signal.SIGTERM
+
+    @invariant()
+    def lines_over_the_rate_are_counted_not_lost(self) -> None:
+        notes = [o for o in self.outputs if isinstance(o, RunLogged) and "not shown" in o.message]
+        for note in notes:
+            assert note.level == "WARNING"
+            assert "/x/execution.log" in note.message
+
+    @invariant()
+    def progress_percent_is_the_last_one_reported(self) -> None:
+        for o in self.outputs:
+            if isinstance(o, RunProgress):
+                assert 0 <= o.progress_percent <= 100
+
+
+RunMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+test_run_lifecycle = RunMachine.TestCase
+
+
+def test_a_workflow_that_manages_its_stages_is_not_moved_on_when_it_completes() -> None:
+    run = RunLifecycle(adw_id="a", workflow_type="adw_sdlc_iso", card_stage="backlog")
+    run.spawned(pid=1, argv=["x"], cwd="/", proc_start=1, now=0.0)
+    run.progress(50, "Stage: test", "testing")
+    out = run.exited(0, None, 10.0)
+    assert [type(o) for o in out] == [RunCompleted, Ended]
+    assert out[-1] == Ended("test", 10.0)
+
+
+def test_a_completed_run_moves_its_card_onwards() -> None:
+    run = RunLifecycle(adw_id="a", workflow_type="adw_plan_iso", card_stage="backlog")
+    run.spawned(pid=1, argv=["x"], cwd="/", proc_start=1, now=0.0)
+    out = run.exited(0, None, 2.5)
+    moved = [o for o in out if isinstance(o, StageChanged)]
+    assert [(m.from_stage, m.to_stage) for m in moved] == [("plan", "build")]
+    assert out[-1] == Ended("build", 2.5)
