@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -104,6 +105,18 @@ class RunEnded(Struct, frozen=True):
     workflow_type: str
     completed_in_s: float | None = None  # set when it completed: feeds "typical duration"
     stage: str | None = None  # where the run left its card
+
+
+class RouteOutcome(enum.Enum):
+    """What ``SchedulerActor.route_update`` did with a workflow's own HTTP report.
+
+    A plain Enum, not a StrEnum: it never equals a string, so a comparison
+    with a stray literal fails loudly instead of silently being False.
+    """
+
+    ACCEPTED = "accepted"  # handed to the run's WorkflowActor
+    NOT_FOUND = "not_found"  # no run of that adw_id is running
+    FORBIDDEN = "forbidden"  # neither from loopback nor with the run's token
 
 
 class Progress(Struct, frozen=True):

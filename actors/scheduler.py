@@ -27,7 +27,16 @@ from adwd.actors.admission import (
 )
 from adwd.actors.base import CRASH_AFTER_SPAWN, Actor, Fault
 from adwd.actors.catalogue import WorkflowSpec, plan_launch
-from adwd.actors.messages import Append, Cancel, Listening, Reject, RunEnded, Stop, Trigger
+from adwd.actors.messages import (
+    Append,
+    Cancel,
+    Listening,
+    Reject,
+    RouteOutcome,
+    RunEnded,
+    Stop,
+    Trigger,
+)
 from adwd.actors.workflow import WorkflowActor
 from adwd.events.codec import encode
 from adwd.events.domain import (
@@ -199,21 +208,20 @@ class SchedulerActor(Actor):
             self._state.enqueue(decision)
             self._start_runs()
 
-    def route_update(self, adw_id: str, message: object, token: str | None, local: bool) -> str:
-        """Hand a workflow's own report (HTTP) to its running WorkflowActor.
-
-        Returns ``ok``, ``not_found`` (no run of that adw_id is running) or
-        ``forbidden`` (neither from loopback nor with the run's token).
-        """
+    def route_update(
+        self, adw_id: str, message: object, token: str | None, local: bool
+    ) -> RouteOutcome:
+        """Hand a workflow's own report (HTTP) to its running WorkflowActor;
+        the HTTP layer turns the outcome into its status code."""
         for (run_adw_id, workflow_type), worker in self._workers.items():
             if run_adw_id != adw_id:
                 continue
             if not local and token != self._tokens.get((adw_id, workflow_type)):
-                return "forbidden"
+                return RouteOutcome.FORBIDDEN
             with contextlib.suppress(pykka.ActorDeadError):
                 worker.tell(message)
-            return "ok"
-        return "not_found"
+            return RouteOutcome.ACCEPTED
+        return RouteOutcome.NOT_FOUND
 
     def _remember(
         self, request_id: str, decision: RunQueued | TriggerDeduplicated | TriggerRejected

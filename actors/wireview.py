@@ -22,6 +22,7 @@ from adwd.events.domain import (
     TriggerDeduplicated,
     TriggerRejected,
 )
+from adwd.events.errors import ErrorCode
 from adwd.events.store import StoredEvent
 from adwd.events.wire import (
     CancelResponse,
@@ -152,26 +153,47 @@ def wire_messages(stored: StoredEvent) -> list[Delivery]:
 
 
 def _response(e: RunQueued | TriggerDeduplicated | TriggerRejected) -> TriggerResponseData:
+    # ``outcome`` comes from the kind of event, so clients need not read ``message``.
     if isinstance(e, TriggerRejected):
         return TriggerResponseData(
             status="rejected",
             adw_id=e.adw_id,
             workflow_name=e.workflow_type,
             logs_path="",
-            error=e.error,
+            error=_code(e.error),
             message=e.message,
             details=e.details,
+            outcome="rejected",
+        )
+    if isinstance(e, RunQueued):
+        return TriggerResponseData(
+            status="accepted",
+            adw_id=e.adw_id,
+            workflow_name=e.workflow_type,
+            logs_path=e.logs_path,
+            message="queued",
+            outcome="queued",
         )
     return TriggerResponseData(
         status="accepted",
         adw_id=e.adw_id,
         workflow_name=e.workflow_type,
         logs_path=e.logs_path,
-        message="queued"
-        if isinstance(e, RunQueued)
-        else "already accepted (queued, running, or the same request answered before); "
+        message="already accepted (queued, running, or the same request answered before); "
         "no new run started",
+        outcome="deduplicated",
     )
+
+
+def _code(stored: str) -> ErrorCode:
+    """The wire code of a stored rejection. The event keeps a plain string (a
+    stored type never narrows); every code written so far is an ErrorCode
+    value, and one this version does not know is sent as ``internal`` rather
+    than failing the replay of the whole log."""
+    try:
+        return ErrorCode(stored)
+    except ValueError:
+        return ErrorCode.INTERNAL
 
 
 def _started(e: RunStarted) -> StatusUpdateData:
@@ -212,6 +234,7 @@ def _final(
         progress_percent=progress_percent,
         current_step="Cancelled" if cancelled else "Failed",
         workflow_name=workflow_type,
+        cancelled=cancelled,
     )
 
 

@@ -8,7 +8,9 @@ as the envelope ``{"type": ..., "data": {...}}`` of
 
 Schema evolution: new fields get defaults; a field's type never changes.
 Unknown fields sent by clients are ignored (existing Kanban boards send more
-than the spec lists).
+than the spec lists). What a program must branch on has its own typed field
+(an enum, a Literal or a bool), never the text of a ``message`` or
+``current_step``, which is for people and may change.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
+
+from adwd.events.errors import ErrorCode
 
 # A client-supplied adw_id becomes a directory name: keep it path-safe.
 ADW_ID_PATTERN = r"^[A-Za-z0-9_-]{0,64}$"
@@ -143,20 +147,35 @@ CLIENT_TYPES: frozenset[str] = frozenset(
 # Server -> client
 
 
+TriggerOutcome = Literal["queued", "deduplicated", "rejected"]
+
+
 class TriggerResponseData(_Data):
-    """The one answer to a ``trigger_workflow``."""
+    """The one answer to a ``trigger_workflow``.
+
+    ``outcome`` is what the trigger did, for programs to branch on: ``queued``
+    (a new run: all its messages come after this response's ``seq``),
+    ``deduplicated`` (a run already queued or running, or a ``request_id``
+    answered before: nothing new started) or ``rejected``. It is None only
+    from a server older than the field. ``message`` is the same for people.
+    """
 
     status: Literal["accepted", "rejected"]
     adw_id: str
     workflow_name: str
     logs_path: str
-    error: str | None = None
+    error: ErrorCode | None = None
     message: str | None = None
     details: dict[str, Any] | None = None
+    outcome: TriggerOutcome | None = None
 
 
 class StatusUpdateData(_Data):
-    """A run's status: started, running (with progress), completed or failed."""
+    """A run's status: started, running (with progress), completed or failed.
+
+    ``cancelled`` is true on the final ``failed`` update of a run that was
+    cancelled (its ``current_step`` then reads ``Cancelled``, for people).
+    """
 
     adw_id: str
     status: RunStatus
@@ -164,13 +183,19 @@ class StatusUpdateData(_Data):
     progress_percent: Percent
     current_step: str
     workflow_name: str = ""
+    cancelled: bool = False
 
 
 class ErrorData(_Data):
-    """What was wrong with a message and what to do about it."""
+    """What was wrong with a message and what to do about it.
+
+    ``code`` is the stable part to branch on; typed as the enum so the JSON
+    Schema lists every code. A StrEnum is encoded as its value, so the frames
+    are the strings existing clients already read.
+    """
 
     message: str
-    code: str | None = None
+    code: ErrorCode | None = None
     details: dict[str, Any] | None = None
 
 

@@ -125,7 +125,7 @@ async def trigger(args: argparse.Namespace, ws_url: str) -> int:
         console.print(f"{final.data.status}: {final.data.message}")
     if final.data.status == "completed":
         return EXIT_COMPLETED
-    return EXIT_CANCELLED if final.data.current_step == "Cancelled" else EXIT_FAILED
+    return EXIT_CANCELLED if final.data.cancelled else EXIT_FAILED
 
 
 async def cancel(args: argparse.Namespace, ws_url: str) -> int:

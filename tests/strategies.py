@@ -56,6 +56,8 @@ def _for_info(info: mi.Type) -> st.SearchStrategy[Any]:
         return st.none()
     if isinstance(info, mi.LiteralType):
         return st.sampled_from(info.values)
+    if isinstance(info, mi.EnumType):  # ErrorCode: every member
+        return st.sampled_from(list(info.cls))
     if isinstance(info, mi.UnionType):
         return st.one_of([_for_info(t) for t in info.types])
     if isinstance(info, mi.ListType | mi.VarTupleType):

@@ -29,6 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from adwd.events.codec import decode_server, encode
+from adwd.events.errors import ErrorCode
 from adwd.events.wire import (
     CancelResponseData,
     CancelWorkflow,
@@ -44,7 +45,7 @@ from adwd.events.wire import (
     TriggerWorkflow,
     TriggerWorkflowData,
 )
-from adwd.transport.client_queue import Command, CommandQueue
+from adwd.transport.client_queue import Command, CommandKind, CommandQueue
 from adwd.transport.client_stream import (
     ClientClosed,
     ClientError,
@@ -68,6 +69,7 @@ __all__ = [
     "ClientClosed",
     "ClientError",
     "ConnectFailed",
+    "ErrorCode",  # what ServerError.code and TriggerRejected.data.error are
     "RequestTimeout",
     "ServerError",
     "SlowConsumer",
@@ -247,7 +249,7 @@ class AdwdClient:
         )
         return result
 
-    async def _request(self, kind: str, build: Callable[[str], list[Any]]) -> Any:
+    async def _request(self, kind: CommandKind, build: Callable[[str], list[Any]]) -> Any:
         if self._closed:
             raise ClientClosed("the client is closed")
         if self._task is None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from adwd.events.errors import ErrorCode
 from adwd.events.wire import (
     CancelResponse,
     Error,
@@ -27,8 +28,12 @@ from adwd.transport.client_stream import ServerError, TriggerRejected
 
 REMEMBERED_TRIGGERS = 10_000  # adw_ids whose trigger follow() can start from
 
+CommandKind = Literal["trigger", "cancel", "ping", "queue_status"]
+
 # Errors that come *before* the reply that settles the command: wait for that.
-_FORERUNNERS = frozenset({("trigger", "validation_error"), ("cancel", "not_found")})
+_FORERUNNERS: frozenset[tuple[CommandKind, ErrorCode]] = frozenset(
+    {("trigger", ErrorCode.VALIDATION_ERROR), ("cancel", ErrorCode.NOT_FOUND)}
+)
 
 
 @dataclass
@@ -36,7 +41,7 @@ class Command:
     """One command until its reply arrives."""
 
     request_id: str
-    kind: str  # trigger | cancel | ping | queue_status
+    kind: CommandKind
     frames: list[bytes]
     future: asyncio.Future[Any]
     issued_seq: int  # the client's last_seq when issued: the run's messages come later
@@ -110,7 +115,9 @@ class CommandQueue:
         data = response.data
         # A new run's messages all come after its run_queued (the response's seq);
         # a repeat's run may have started before it, but after the trigger was issued.
-        new_run = data.message == "queued" and response.seq is not None
+        # A server without ``outcome`` (older than the field) is taken as a repeat:
+        # following from the issue seq can only show more, never miss anything.
+        new_run = data.outcome == "queued" and response.seq is not None
         since = max(command.issued_seq, response.seq or 0) if new_run else command.issued_seq
         self._triggered[data.adw_id] = (since, data.workflow_name)
         self._triggered.move_to_end(data.adw_id)

@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from adwd.events.errors import AdwdError
+from adwd.events.errors import AdwdError, ErrorCode
 from adwd.events.wire import (
     CancelResponse,
     ErrorData,
@@ -63,8 +63,8 @@ class ServerError(ClientError):
         self.data = data
 
     @property
-    def code(self) -> str | None:
-        """The stable error code (docs/protocol.md §5)."""
+    def code(self) -> ErrorCode | None:
+        """The stable error code (docs/protocol.md §5): branch on this, not the text."""
         return self.data.code
 
 

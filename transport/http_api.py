@@ -20,12 +20,13 @@ import json
 import re
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, assert_never
 
 import msgspec
 from websockets.asyncio.server import ServerConnection
 
-from adwd.actors.messages import LogLine, Progress, StageReport
+from adwd.actors.messages import LogLine, Progress, RouteOutcome, StageReport
+from adwd.events.errors import ErrorCode
 from adwd.events.http import (
     StatusUpdatePost,
     stage_event_decoder,
@@ -35,10 +36,11 @@ from adwd.projections.stages import STAGES
 
 LOCAL_ORIGIN = re.compile(r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$")
 MAX_BODY = 1024 * 1024
+MAX_HEAD = 65536  # request line and headers
 BODY_METHODS = (b"POST ", b"OPTIONS ", b"PUT ", b"PATCH ", b"DELETE ")
 
-# (adw_id, message for the run's actor, bearer token, from loopback) -> ok | not_found | forbidden
-Route = Callable[[str, object, str | None, bool], Any]
+# (adw_id, message for the run's actor, bearer token, from loopback) -> what came of it
+Route = Callable[[str, object, str | None, bool], RouteOutcome]
 
 
 class HttpAwareConnection(ServerConnection):
@@ -66,8 +68,11 @@ class HttpAwareConnection(ServerConnection):
             self._mode = "http"
         end = self._head.find(b"\r\n\r\n")
         if end < 0:
-            if len(self._head) > 65536:
-                self._reply(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, _error("headers too large"))
+            if len(self._head) > MAX_HEAD:
+                self._reply(
+                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    _error(f"Headers over {MAX_HEAD} bytes.", ErrorCode.VALIDATION_ERROR),
+                )
             return
         head, body = self._head[:end].decode("latin-1"), self._head[end + 4 :]
         lines = head.split("\r\n")
@@ -78,7 +83,10 @@ class HttpAwareConnection(ServerConnection):
         }
         length = int(headers.get("content-length", "0") or 0)
         if length > MAX_BODY:
-            self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _error("body over 1 MiB"))
+            self._reply(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                _error("Body over 1 MiB; send smaller updates.", ErrorCode.VALIDATION_ERROR),
+            )
             return
         if len(body) < length:
             return  # more to come
@@ -97,36 +105,24 @@ class HttpAwareConnection(ServerConnection):
         if method != "POST" or path not in ("/api/workflow-updates", "/api/stage-event"):
             self._reply(
                 HTTPStatus.NOT_FOUND,
-                _error(f"No {method} {path}. POST to /api/workflow-updates or /api/stage-event."),
+                _error(
+                    f"No {method} {path}. POST to /api/workflow-updates or /api/stage-event.",
+                    ErrorCode.NOT_FOUND,
+                ),
                 cors,
             )
             return
         try:
             adw_id, message = _parse(path, body)
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
-            self._reply(HTTPStatus.BAD_REQUEST, _error(str(exc), "validation_error"), cors)
+            self._reply(HTTPStatus.BAD_REQUEST, _error(str(exc), ErrorCode.VALIDATION_ERROR), cors)
             return
         auth = headers.get("authorization", "")
         token = auth[7:] if auth.lower().startswith("bearer ") else None
         outcome = await asyncio.get_running_loop().run_in_executor(
             None, functools.partial(self._route, adw_id, message, token, self._local())
         )
-        if outcome == "ok":
-            self._reply(HTTPStatus.ACCEPTED, {"status": "accepted", "adw_id": adw_id}, cors)
-        elif outcome == "forbidden":
-            self._reply(
-                HTTPStatus.FORBIDDEN,
-                _error("Not from loopback and no valid run token: send "
-                       "'Authorization: Bearer $ADWD_RUN_TOKEN'.", "forbidden"),
-                cors,
-            )  # fmt: skip
-        else:
-            self._reply(
-                HTTPStatus.NOT_FOUND,
-                _error(f"No run of adw_id {adw_id!r} is running; updates are accepted only "
-                       "from running workflows.", "not_found"),
-                cors,
-            )  # fmt: skip
+        self._reply(*route_reply(outcome, adw_id), cors)
 
     def _local(self) -> bool:
         peer = self.transport.get_extra_info("peername") if self.transport else None
@@ -175,5 +171,26 @@ def _parse(path: str, body: bytes) -> tuple[str, object]:
     return event.adw_id, StageReport(stage, event.message)
 
 
-def _error(message: str, code: str = "not_found") -> dict[str, str]:
-    return {"error": code, "message": message}
+def route_reply(outcome: RouteOutcome, adw_id: str) -> tuple[HTTPStatus, dict[str, str]]:
+    """The HTTP answer to a routed update: one case per outcome, checked exhaustive."""
+    match outcome:
+        case RouteOutcome.ACCEPTED:
+            return HTTPStatus.ACCEPTED, {"status": "accepted", "adw_id": adw_id}
+        case RouteOutcome.FORBIDDEN:
+            return HTTPStatus.FORBIDDEN, _error(
+                "Not from loopback and no valid run token: send "
+                "'Authorization: Bearer $ADWD_RUN_TOKEN'.",
+                ErrorCode.FORBIDDEN,
+            )
+        case RouteOutcome.NOT_FOUND:
+            return HTTPStatus.NOT_FOUND, _error(
+                f"No run of adw_id {adw_id!r} is running; updates are accepted only "
+                "from running workflows.",
+                ErrorCode.NOT_FOUND,
+            )
+    assert_never(outcome)
+
+
+def _error(message: str, code: ErrorCode) -> dict[str, str]:
+    """The body of every HTTP error: the same codes as the WebSocket ``error``."""
+    return {"error": code.value, "message": message}

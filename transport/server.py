@@ -29,7 +29,7 @@ from websockets.http11 import Request, Response
 from adwd.actors.base import Actor
 from adwd.actors.connection import ConnectionActor
 from adwd.actors.dispatch import Dispatcher
-from adwd.actors.messages import Inbound
+from adwd.actors.messages import Inbound, RouteOutcome
 from adwd.actors.router import Router
 from adwd.events.codec import encode
 from adwd.events.errors import AdwdError, CloseCode, ErrorCode
@@ -131,11 +131,14 @@ class TransportActor(Actor):
             create_connection=functools.partial(HttpAwareConnection, route=self._route_update),
         )
 
-    def _route_update(self, adw_id: str, message: object, token: str | None, local: bool) -> str:
+    def _route_update(
+        self, adw_id: str, message: object, token: str | None, local: bool
+    ) -> RouteOutcome:
         """Called in an executor thread by the HTTP endpoints: ask the scheduler."""
-        return str(
+        outcome: RouteOutcome = (
             self._scheduler.proxy().route_update(adw_id, message, token, local).get(timeout=10)
         )
+        return outcome
 
     def _snapshot(self, adw_ids: frozenset[str] | None) -> tuple[int, list[bytes]]:
         """The projector's current state of the runs followed (called off the loop)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import msgspec
 import pytest
 from hypothesis import given, settings
@@ -9,7 +11,16 @@ from hypothesis import strategies as st
 
 from adwd.events.codec import decode_client, decode_server, encode
 from adwd.events.errors import ErrorCode, ProtocolError
-from adwd.events.wire import ClientMessage, ServerMessage, TriggerWorkflow
+from adwd.events.schema import protocol_schema
+from adwd.events.wire import (
+    ClientMessage,
+    Error,
+    ErrorData,
+    ServerMessage,
+    StatusUpdate,
+    TriggerResponse,
+    TriggerWorkflow,
+)
 from tests.strategies import for_type, tagged_types
 
 CLIENT = tagged_types(ClientMessage)
@@ -127,3 +138,40 @@ def test_decoding_arbitrary_input_fails_only_with_protocol_error(frame: bytes | 
     except ProtocolError as problem:
         assert problem.code in set(ErrorCode)
         assert problem.message
+
+
+def test_the_schema_lists_every_error_code_where_codes_are_sent() -> None:
+    schema = json.loads(protocol_schema())
+    defs = schema["$defs"]
+    assert sorted(defs["ErrorCode"]["enum"]) == sorted(code.value for code in ErrorCode)
+    code_ref = {"$ref": "#/$defs/ErrorCode"}
+    assert code_ref in defs["ErrorData"]["properties"]["code"]["anyOf"]
+    assert code_ref in defs["TriggerResponseData"]["properties"]["error"]["anyOf"]
+
+
+def test_typed_error_codes_keep_the_strings_existing_clients_read() -> None:
+    frame = encode(Error(ErrorData(message="m", code=ErrorCode.NOT_FOUND)))
+    assert json.loads(frame) == {
+        "type": "error",
+        "data": {"message": "m", "code": "not_found", "details": None},
+    }
+    decoded = decode_server(frame)
+    assert isinstance(decoded, Error)
+    assert decoded.data.code is ErrorCode.NOT_FOUND
+
+
+def test_a_frame_of_a_server_older_than_the_typed_fields_still_decodes() -> None:
+    """New fields are additive: frames without them decode to their defaults."""
+    response = decode_server(
+        b'{"type":"trigger_response","data":{"status":"accepted","adw_id":"a",'
+        b'"workflow_name":"w","logs_path":"/l","error":null,"message":"queued",'
+        b'"details":null},"seq":2}'
+    )
+    assert isinstance(response, TriggerResponse)
+    assert response.data.outcome is None
+    update = decode_server(
+        b'{"type":"status_update","data":{"adw_id":"a","status":"failed","message":"m",'
+        b'"progress_percent":0,"current_step":"Cancelled","workflow_name":"w"},"seq":3}'
+    )
+    assert isinstance(update, StatusUpdate)
+    assert update.data.cancelled is False

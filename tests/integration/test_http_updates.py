@@ -129,6 +129,28 @@ def test_bad_and_unknown_updates_are_refused(start_service: Start, tmp_path: Pat
     release.touch()
 
 
+def _raw(server: Running, request: bytes) -> tuple[int, Any]:
+    """Send raw bytes (sizes urllib will not send); the status and JSON body."""
+    with socket.create_connection(("127.0.0.1", server.service.port), timeout=10) as sock:
+        sock.sendall(request)
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+def test_oversized_requests_are_refused_with_a_validation_code(server: Running) -> None:
+    """Not ``not_found``: the code says what was wrong with the request."""
+    status, body = _raw(
+        server,
+        b"POST /api/workflow-updates HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n",
+    )
+    assert (status, body["error"]) == (413, "validation_error")
+    status, body = _raw(server, b"POST /api/workflow-updates HTTP/1.1\r\nX-Big: " + b"a" * 70_000)
+    assert (status, body["error"]) == (431, "validation_error")
+
+
 def test_preflight_and_websocket_still_work_on_the_same_port(server: Running) -> None:
     with socket.create_connection(("127.0.0.1", server.service.port), timeout=10) as sock:
         sock.sendall(

@@ -110,11 +110,13 @@ def test_cancel_running_and_queued_runs(start_service: Start, tmp_path: Path) ->
     queued = client.wait_terminal("wait1")
     assert queued["data"]["status"] == "failed"
     assert queued["data"]["current_step"] == "Cancelled"
+    assert queued["data"]["cancelled"] is True  # what programs branch on
     assert "not needed" in queued["data"]["message"]
     client.send({"type": "cancel_workflow", "data": {"adw_id": "run1", "reason": "stop it"}})
     running = client.wait_terminal("run1")
     assert running["data"]["status"] == "failed"
     assert running["data"]["current_step"] == "Cancelled"
+    assert running["data"]["cancelled"] is True  # what programs branch on
     assert "stop it" in running["data"]["message"]
 
 

@@ -1,6 +1,7 @@
 """AdwdClient against the real service (in-process, real SQLite, real child
 processes), through a TCP relay that can hold and cut the line, and against
-bare WebSocket servers that script the other side.
+bare WebSocket servers that script the other side: real sockets, so an
+integration test. The client's pure parts are tested alone in tests/transport/.
 
 Every wait is on an event, a message or a future, bounded by ``T``; nothing
 sleeps to let time pass.
@@ -24,6 +25,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from adwd.actors.catalogue import WorkflowSpec
 from adwd.actors.wireview import wire_messages
+from adwd.events.errors import ErrorCode
 from adwd.events.wire import (
     Pong,
     ServerMessage,
@@ -44,7 +46,6 @@ from adwd.transport.client import (
     SlowConsumer,
     TriggerRejected,
 )
-from adwd.transport.client_stream import Position, Verdict
 from tests.integration import conftest as itc
 from tests.integration.conftest import Running, services
 
@@ -276,12 +277,15 @@ def test_replies_are_matched_to_requests_with_several_in_flight(tmp_path: Path) 
             )
             triggers, rejected, cancel = results[:5], results[6], results[8]
             assert [r.adw_id for r in triggers] == ids
-            assert {(r.status, r.workflow_name, r.message) for r in triggers} == {
+            assert {(r.status, r.workflow_name, r.outcome) for r in triggers} == {
                 ("accepted", "adw_sleep", "queued")
             }
             assert all(isinstance(results[i], float) for i in (5, 7, 9))
             assert isinstance(rejected, TriggerRejected)
-            assert (rejected.data.error, rejected.data.adw_id) == ("validation_error", "bad1")
+            assert (rejected.data.error, rejected.data.adw_id) == (
+                ErrorCode.VALIDATION_ERROR,
+                "bad1",
+            )
             assert (cancel.status, cancel.adw_id) == ("not_found", "nobody")
 
             # One run at a time: the others wait, in trigger order.
@@ -408,9 +412,11 @@ def test_a_trigger_resent_after_a_lost_reply_is_not_executed_twice(tmp_path: Pat
                 proxy.thaw()
 
                 again = await asyncio.wait_for(pending, T)
-                assert (again.status, again.adw_id) == ("accepted", "once1")
-                assert again.message is not None
-                assert again.message.endswith("no new run started")
+                assert (again.status, again.adw_id, again.outcome) == (
+                    "accepted",
+                    "once1",
+                    "deduplicated",
+                )
                 assert client.connections == 2
                 waiting = await asyncio.wait_for(client.queue_status(), T)
                 assert [(q.position, q.queue_length) for q in waiting] == [(0, 0)]
@@ -664,28 +670,3 @@ def test_request_timeout_close_and_connect_errors() -> None:
                 await client.ping()
 
     asyncio.run(body())
-
-
-# --------------------------------------------------------------------------
-# The resume position alone
-
-
-def test_position_resumes_before_the_boundary_seq_and_drops_repeats() -> None:
-    pos = Position()
-    pos.opened()
-    assert pos.accept(_update(4, "a")) is Verdict.DROP  # before subscribed
-    pos.subscribed(
-        SubscribedData(epoch="e", recovered=False, resume_from=5, last_seq=5, message="")
-    )
-    assert pos.accept(_update(4, "a")) is Verdict.STATE
-    assert pos.accept(_update(6, "a")) is Verdict.NEW
-    assert pos.accept(_update(8, "a", "completed")) is Verdict.NEW
-    assert (pos.last_seq, pos.resume_seq) == (8, 6)
-    pos.opened()
-    pos.subscribed(SubscribedData(epoch="e", recovered=True, resume_from=6, last_seq=9, message=""))
-    assert pos.accept(_update(8, "a", "completed")) is Verdict.DROP
-    assert pos.accept(_metrics(8, "a")) is Verdict.NEW
-    assert pos.accept(_metrics(8, "a")) is Verdict.DROP
-    assert pos.accept(_update(7, "a")) is Verdict.DROP
-    assert pos.accept(_update(9, "b")) is Verdict.NEW
-    assert (pos.last_seq, pos.resume_seq, pos.epoch) == (9, 8, "e")
