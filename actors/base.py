@@ -21,18 +21,10 @@ from types import TracebackType
 from typing import Any
 
 import pykka
-from msgspec import Struct
 
 from adwd.events.errors import AdwdError
 
 Supervisor = Callable[["Actor", BaseException], None]
-
-
-class Fault(Struct, frozen=True):
-    """Any actor: raise ``InjectedFault`` (sent only when ``fault_injection`` is on, by tests)."""
-
-    kind: str
-    adw_id: str | None = None
 
 
 # Test-only (fault_injection): a run triggered with this trigger_reason kills
@@ -64,10 +56,11 @@ class Actor(pykka.ThreadingActor):
     def _create_actor_inbox() -> queue.SimpleQueue[Any]:  # type: ignore[override]
         return queue.SimpleQueue()
 
-    def _handle_receive(self, message: Any) -> Any:
-        if isinstance(message, Fault) and message.kind == self.KIND:
-            raise InjectedFault(f"fault injected into the {self.KIND} actor")
-        return super()._handle_receive(message)
+    def inject_fault(self) -> None:
+        """Raise ``InjectedFault`` (tests only, through ``proxy().inject_fault.defer()``:
+        a deferred call has no reply, so the exception fails the actor). A
+        method, not a message type, so no handler pays for checking it."""
+        raise InjectedFault(f"fault injected into the {self.KIND} actor")
 
     def on_failure(
         self,

@@ -26,7 +26,7 @@ from types import TracebackType
 import pykka
 from msgspec import Struct
 
-from adwd.actors.base import Fault, InjectedFault
+from adwd.actors.base import InjectedFault
 from adwd.actors.dispatch import DispatchedActor, Dispatcher
 from adwd.actors.messages import (
     Append,
@@ -215,16 +215,18 @@ class ConnectionActor(DispatchedActor):
         kind, _, adw_id = target.partition(":")
         if kind == "connection":
             raise InjectedFault("fault injected into the connection actor")
+        if kind == "workflow":
+            self._scheduler.proxy().inject_workflow_fault.defer(adw_id)
+            return
         refs = {
             "scheduler": self._scheduler,
-            "workflow": self._scheduler,  # which forwards it to the run's actor
             "projector": self._projector,
             "event_log": self._event_log,
             "transport": self._transport,
         }
         ref = refs.get(kind)
         if ref is not None:
-            ref.tell(Fault(kind, adw_id or None))
+            ref.proxy().inject_fault.defer()
 
     def _unknown_workflow(self, workflow_type: str) -> ProtocolError:
         allowed = sorted(self._workflow_types)

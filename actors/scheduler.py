@@ -25,7 +25,7 @@ from adwd.actors.admission import (
     repeat_answer,
     runs_to_start,
 )
-from adwd.actors.base import CRASH_AFTER_SPAWN, Actor, Fault
+from adwd.actors.base import CRASH_AFTER_SPAWN, Actor
 from adwd.actors.catalogue import WorkflowSpec, plan_launch
 from adwd.actors.messages import (
     Append,
@@ -124,13 +124,14 @@ class SchedulerActor(Actor):
         """Start the runs recovered from the log, if there is room."""
         self._start_runs()
 
+    def inject_workflow_fault(self, adw_id: str) -> None:
+        """Tests only: make the actor of ``adw_id``'s running run fail."""
+        worker = next((w for k, w in self._workers.items() if k[0] == adw_id), None)
+        if worker is not None:
+            worker.proxy().inject_fault.defer()
+
     def on_receive(self, message: object) -> object:
         """Triggers, cancels and the end of runs."""
-        if isinstance(message, Fault) and message.kind == "workflow":
-            worker = next((w for k, w in self._workers.items() if k[0] == message.adw_id), None)
-            if worker is not None:
-                worker.tell(message)
-            return None
         if isinstance(message, Trigger):
             self._on_trigger(message)
         elif isinstance(message, Reject):

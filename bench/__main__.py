@@ -1,9 +1,9 @@
 """``make bench``: run every benchmark and print one table.
 
 ``python -m bench [NAME ...]`` runs only the benchmarks named (latency,
-replay, ping_load, fanout, append, connections, deflate). ``ADWD_BENCH_QUICK=1``
-makes every size small and every benchmark one round: the whole suite in a
-couple of minutes, to check that it works, not to quote.
+replay, ping_load, fanout, append, connections, burst, deflate, growth, restart).
+``ADWD_BENCH_QUICK=1`` makes every size small and every benchmark one round:
+the whole suite in a couple of minutes, to check that it works, not to quote.
 """
 
 from __future__ import annotations
@@ -13,7 +13,18 @@ import os
 import time
 from collections.abc import Callable
 
-from bench import append, connections, deflate, fanout, growth, latency, ping_load, replay
+from bench import (
+    append,
+    burst,
+    connections,
+    deflate,
+    fanout,
+    growth,
+    latency,
+    ping_load,
+    replay,
+    restart,
+)
 from bench.common import print_table, write_result
 from bench.loadgen import quick
 
@@ -40,8 +51,10 @@ SUITE: dict[str, tuple[Callable[[], Rows], bool]] = {
     "fanout": (fanout.run, False),
     "append": (append.run, False),
     "connections": (connections.run, False),
+    "burst": (burst.run, False),
     "deflate": (deflate.run, False),
     "growth": (growth.run, False),
+    "restart": (restart.run, False),
 }
 
 

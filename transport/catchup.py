@@ -30,7 +30,7 @@ CHUNK = 1000  # events read per executor hop
 Snapshot = Callable[[frozenset[str] | None], tuple[int, list[bytes]]]
 
 
-MAX_IDLE = 8  # readers kept between catch-ups (the executor runs a few at a time)
+MAX_IDLE = 64  # readers kept between catch-ups: enough for a burst of handshakes
 
 
 class Readers:
