@@ -32,7 +32,6 @@ from adwd.events.wire import QueueStatus, QueueStatusData
 from adwd.projections.bundle import Projections
 from adwd.projections.queue import QueueEntry
 from adwd.projections.runs import RunView
-from adwd.projections.stages import stage_of
 from adwd.projections.views import ViewStore
 
 log = logging.getLogger(__name__)
@@ -166,9 +165,10 @@ class ProjectionActor(Actor):
         if not views:
             return None
         latest = views[-1]
+        moved = [v.stage for v in views if v.stage]  # views come in last_seq order
         return {
             "adw_id": adw_id,
-            "current_stage": stage_of(latest.key[1], latest.status),
+            "current_stage": moved[-1] if moved else "backlog",
             "status": latest.status,
             "workflow_name": latest.key[1],
             "seq": self._p.seq,
@@ -270,7 +270,7 @@ def _run_json(view: RunView) -> dict[str, Any]:
         "adw_id": adw_id,
         "workflow_name": workflow_type,
         "status": view.status,
-        "stage": stage_of(workflow_type, view.status),
+        "stage": view.stage or "backlog",
         "progress_percent": view.progress_percent,
         "current_step": view.current_step,
         "message": view.message,

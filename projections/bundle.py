@@ -30,6 +30,7 @@ class Projections:
     seq: int = 0
 
     def __post_init__(self) -> None:
+        self.queue.metrics = self.metrics  # typical durations are kept once, in metrics
         table: dict[type, list[Handler]] = {}
         for part in (self.runs, self.metrics, self.queue, self.audit):
             for event_type, handler in part.handlers().items():

@@ -113,6 +113,10 @@ class MetricsProjection:
         metrics = self.types.get(workflow_type)
         return expected_duration(metrics.recent) if metrics else None
 
+    def expected_overall(self) -> float | None:
+        """The typical duration over every type's recent runs, or None with no history."""
+        return expected_duration(d for m in self.types.values() for d in m.recent)
+
     def summary(self) -> dict[str, dict[str, Any]]:
         """Every type's aggregates."""
         return {name: m.summary() for name, m in sorted(self.types.items())}

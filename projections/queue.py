@@ -13,8 +13,6 @@ is a lower bound when they bite.
 from __future__ import annotations
 
 import heapq
-import statistics
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +25,7 @@ from adwd.events.domain import (
     ServiceStarted,
 )
 from adwd.events.store import StoredEvent
-from adwd.projections.metrics import RECENT
+from adwd.projections.metrics import MetricsProjection
 
 DEFAULT_EXPECTED_S = 60.0
 RunKey = tuple[str, str]
@@ -51,8 +49,10 @@ class QueueProjection:
 
     waiting: dict[RunKey, str | None] = field(default_factory=dict)  # FIFO: key -> connection
     running: dict[RunKey, float] = field(default_factory=dict)  # key -> started ts
-    recent: dict[str, deque[float]] = field(default_factory=dict)
     max_concurrent: int = 1
+    # Where typical durations come from: the metrics fold, the one place that
+    # keeps them (set by the Projections bundle).
+    metrics: MetricsProjection = field(default_factory=MetricsProjection, compare=False, repr=False)
 
     def handlers(self) -> dict[type, Callable[[StoredEvent, Any], None]]:
         """The events this projection folds, and how."""
@@ -79,19 +79,14 @@ class QueueProjection:
         key = (e.adw_id, e.workflow_type)
         self.waiting.pop(key, None)
         self.running.pop(key, None)
-        if isinstance(e, RunCompleted):
-            recent = self.recent.get(e.workflow_type)
-            if recent is None:
-                recent = self.recent[e.workflow_type] = deque(maxlen=RECENT)
-            recent.append(e.duration_s)
 
     def expected(self, workflow_type: str) -> float:
         """Expected duration of a run of this type, with the documented fallbacks."""
-        recent = self.recent.get(workflow_type)
-        if recent:
-            return statistics.median(recent)
-        everything = [d for values in self.recent.values() for d in values]
-        return statistics.median(everything) if everything else DEFAULT_EXPECTED_S
+        typical = self.metrics.expected(workflow_type)
+        if typical is not None:
+            return typical
+        overall = self.metrics.expected_overall()
+        return overall if overall is not None else DEFAULT_EXPECTED_S
 
     def entries(self, now: float) -> list[QueueEntry]:
         """Every waiting run with its position and estimated wait at time ``now``."""

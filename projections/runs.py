@@ -20,6 +20,7 @@ from adwd.events.domain import (
     RunProgress,
     RunQueued,
     RunStarted,
+    StageChanged,
 )
 from adwd.events.store import StoredEvent
 
@@ -50,6 +51,7 @@ class RunView:
     exit_code: int | None = None
     cancelled: bool = False
     resource_usage: ResourceUsage | None = None
+    stage: str = ""  # where this run left its card ("": it never moved it)
 
     @property
     def key(self) -> RunKey:
@@ -78,6 +80,7 @@ class RunsProjection:
             RunProgress: self._progress,
             RunCompleted: self._completed,
             RunFailed: self._failed,
+            StageChanged: self._stage_changed,
         }
 
     def apply(self, stored: StoredEvent) -> None:
@@ -131,6 +134,25 @@ class RunsProjection:
             view.resource_usage = e.resource_usage
             view.message = e.reason
             self._retire(view.key)
+
+    def _stage_changed(self, stored: StoredEvent, e: StageChanged) -> None:
+        view = self._view(stored, e)
+        if view is not None:
+            view.stage = e.to_stage
+
+    def card_stages(self) -> dict[str, str]:
+        """Where each adw_id's card is: the stage its latest mover left it in.
+
+        The one source of the card's stage: the live service, a restart, the
+        HTTP read API and the scheduler all read it from this fold of
+        ``stage_changed`` events, so they cannot disagree with what clients
+        were sent.
+        """
+        stages: dict[str, str] = {}
+        for view in sorted(self.runs.values(), key=lambda v: v.last_seq):
+            if view.stage:
+                stages[view.key[0]] = view.stage
+        return stages
 
     def _retire(self, key: RunKey) -> None:
         """Keep the last KEEP_ENDED ended runs in memory; forget older ones."""

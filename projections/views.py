@@ -31,9 +31,9 @@ from adwd.projections.runs import KEEP_ENDED, RunView
 _RUN_COLUMNS = (
     "adw_id", "workflow_type", "status", "queued_seq", "last_seq", "progress_percent",
     "current_step", "message", "queued_ts", "started_ts", "ended_ts", "duration_s", "pid",
-    "proc_start", "expected_s", "exit_code", "cancelled", "resource_usage", "request",
+    "proc_start", "expected_s", "exit_code", "cancelled", "resource_usage", "request", "stage",
 )  # fmt: skip
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: runs.stage (the card's stage, folded from stage_changed)
 _AUDIT_COLUMNS = tuple(AuditEntry.__dataclass_fields__)
 _encode = msgspec.json.encode
 _usage = msgspec.json.Decoder(ResourceUsage | None)
@@ -185,8 +185,6 @@ class ViewStore:
                 deque(values, maxlen=WINDOW),
                 deque(values[-RECENT:], maxlen=RECENT),
             )
-            if values:
-                p.queue.recent[name] = deque(values[-RECENT:], maxlen=RECENT)
         return p
 
     def runs_of(self, adw_id: str) -> list[RunView]:
@@ -238,14 +236,14 @@ def _run_row(v: RunView) -> tuple[Any, ...]:
         v.request.adw_id, v.request.workflow_type, v.status, v.queued_seq, v.last_seq,
         v.progress_percent, v.current_step, v.message, v.queued_ts, v.started_ts, v.ended_ts,
         v.duration_s, v.pid, v.proc_start, v.expected_s, v.exit_code, int(v.cancelled),
-        _encode(v.resource_usage).decode(), _encode(v.request).decode(),
+        _encode(v.resource_usage).decode(), _encode(v.request).decode(), v.stage,
     )  # fmt: skip
 
 
 def _run_view(row: tuple[Any, ...]) -> RunView:
     (_a, _w, status, queued_seq, last_seq, progress, step, message, queued_ts, started_ts,
      ended_ts, duration_s, pid, proc_start, expected_s, exit_code, cancelled, usage,
-     request) = row  # fmt: skip
+     request, stage) = row  # fmt: skip
     return RunView(
         request=_request.decode(request),
         queued_seq=queued_seq,
@@ -264,6 +262,7 @@ def _run_view(row: tuple[Any, ...]) -> RunView:
         exit_code=exit_code,
         cancelled=bool(cancelled),
         resource_usage=_usage.decode(usage),
+        stage=stage or "",
     )
 
 

@@ -17,7 +17,6 @@ from adwd.actors.scheduler import SchedulerActor
 from adwd.actors.workflow import WorkflowActor
 from adwd.events.domain import SYSTEM_STREAM, ActorFailed, ServiceStarted, ServiceStopped
 from adwd.events.store import EventStore, NewEvent
-from adwd.projections.stages import stage_of
 from adwd.projections.views import ViewStore, catch_up
 from adwd.service.config import Config
 from adwd.service.recovery import recover_in_flight
@@ -138,11 +137,7 @@ class Service:
             recovered=[view.request for view in runs.waiting()],
             history={name: m.durations for name, m in projections.metrics.types.items()},
             known_requests=[view.request for view in runs.runs.values()],
-            card_stages={
-                v.key[0]: stage_of(v.key[1], v.status)
-                for v in sorted(runs.runs.values(), key=lambda v: v.last_seq)
-                if v.status in ("completed", "failed")
-            },
+            card_stages=runs.card_stages(),
             log_lines_per_s=cfg.log_lines_per_s,
             fault_injection=cfg.fault_injection,
         )

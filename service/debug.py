@@ -25,6 +25,7 @@ from adwd.events.store import EventStore, StoredEvent
 from adwd.projections.audit import AuditEntry
 from adwd.projections.bundle import Projections
 from adwd.projections.queue import QueueEntry
+from adwd.projections.runs import RunsProjection
 from adwd.projections.views import ViewStore
 from adwd.service.app import EVENTS_FILE, VIEWS_FILE
 
@@ -266,6 +267,12 @@ class RunTimeline:
             return None
         return self.started_ts - self.queued_ts
 
+    def __post_init__(self) -> None:
+        # The run's outcome comes from the service's own fold of the log
+        # (RunsProjection), so `adwd inspect` and the live service cannot
+        # disagree on how a run ended. Not a field: it is not printed.
+        self._fold = RunsProjection()
+
     def add(self, stored: StoredEvent) -> None:
         """Append an event and update the outcome it implies."""
         first = self.steps[0].ts if self.steps else stored.ts
@@ -274,18 +281,21 @@ class RunTimeline:
         self.steps.append(
             Step(stored.seq, stored.ts, stored.type, delta, stored.ts - first, describe(e), e)
         )
-        if isinstance(e, ev.RunQueued):
-            self.logs_path, self.status, self.queued_ts = e.logs_path, "queued", stored.ts
-        elif isinstance(e, ev.RunStarted):
-            self.status, self.started_ts = "running", stored.ts
-        elif isinstance(e, ev.RunCompleted):
-            self.status, self.reason, self.exit_code = "completed", "completed", 0
-            self.duration_s, self.ended_ts = e.duration_s, stored.ts
-        elif isinstance(e, ev.RunFailed):
-            self.status, self.reason, self.exit_code = "failed", e.reason, e.exit_code
-            self.duration_s, self.ended_ts, self.cancelled = e.duration_s, stored.ts, e.cancelled
-        elif isinstance(e, ev.TriggerDeduplicated) and not self.logs_path:
-            self.logs_path = e.logs_path
+        self._fold.apply(stored)
+        view = self._fold.runs.get((self.adw_id, self.workflow_type))
+        if view is None:
+            if isinstance(e, ev.TriggerDeduplicated) and not self.logs_path:
+                self.logs_path = e.logs_path
+            return
+        self.logs_path, self.status = view.request.logs_path, view.status
+        self.queued_ts, self.started_ts = view.queued_ts, view.started_ts
+        if view.status in ("completed", "failed"):
+            self.reason, self.exit_code, self.cancelled = (
+                view.message,
+                view.exit_code,
+                view.cancelled,
+            )
+            self.duration_s, self.ended_ts = view.duration_s, view.ended_ts
 
 
 def build_timelines(events: Iterable[StoredEvent]) -> list[RunTimeline]:

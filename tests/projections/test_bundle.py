@@ -21,6 +21,7 @@ from adwd.events.domain import (
     RunQueued,
     RunStarted,
     ServiceStarted,
+    StageChanged,
     TriggerDeduplicated,
     TriggerRejected,
 )
@@ -57,6 +58,12 @@ def histories(draw: st.DrawFn) -> list[DomainEvent]:
                     RunProgress(adw_id=adw_id, workflow_type=wt, progress_percent=p,
                                 current_step=f"s{p}")
                 )  # fmt: skip
+            card = "backlog"
+            for to in draw(st.lists(st.sampled_from(["plan", "build", "test", "errored"]),
+                                    max_size=3)):  # fmt: skip
+                life.append(StageChanged(adw_id=adw_id, workflow_type=wt, from_stage=card,
+                                         to_stage=to))  # fmt: skip
+                card = to
             if stage == 2:
                 duration = draw(st.floats(0.01, 100))
                 usage = ResourceUsage(cpu_user_s=0.5, max_rss_kb=1000)
@@ -94,9 +101,10 @@ def _state(p: Projections) -> dict[str, Any]:
         },
         "waiting": list(p.queue.waiting.items()),
         "running": sorted(p.queue.running.items()),
-        "recent": {k: list(v) for k, v in sorted(p.queue.recent.items())},
+        "expected": {t: p.queue.expected(t) for t in TYPES},
         "max_concurrent": p.queue.max_concurrent,
         "queue": p.queue.entries(now=1e12),
+        "card_stages": p.runs.card_stages(),
     }
 
 
