@@ -10,6 +10,7 @@ loop); sends await the socket's drain.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import queue
 from collections.abc import Callable
@@ -46,6 +47,12 @@ class Readers:
         self._path = events_path
         self._idle: queue.SimpleQueue[EventStore] = queue.SimpleQueue()
         self._closed = False
+        # The threads that use the readers (SQLite calls are blocking).
+        self._pool = concurrent.futures.ThreadPoolExecutor(6, thread_name_prefix="adwd-catchup")
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
+        """Run a reader's call on the readers' threads."""
+        return self._pool.submit(fn, *args)
 
     def borrow(self) -> EventStore:
         """An idle reader, or a new one (raises StoreError with no log yet)."""
@@ -68,6 +75,7 @@ class Readers:
     def close(self) -> None:
         """Close every idle reader; readers given back later are closed then."""
         self._closed = True
+        self._pool.shutdown(wait=False, cancel_futures=True)
         while True:
             try:
                 self._idle.get_nowait().close()
@@ -98,9 +106,18 @@ async def catch_up(
     adw_ids = frozenset(want.adw_ids) if want.adw_ids is not None else None
     upto = 0
     store: EventStore | None = None
+    in_flight: concurrent.futures.Future[Any] | None = None
+
+    async def reading(fn: Callable[..., Any], *args: Any) -> Any:
+        # The reader's own calls: tracked, so a cancelled catch-up (shutdown,
+        # the client gone) never hands back a reader a thread is still using.
+        nonlocal in_flight
+        in_flight = readers.submit(fn, *args)
+        return await asyncio.wrap_future(in_flight)
+
     try:  # whatever happens, the connection goes live at the end
-        store = await off_loop(readers.borrow)
-        last, epoch, first = await off_loop(_position, store)
+        store = await reading(readers.borrow)
+        last, epoch, first = await reading(_position, store)
         why = unrecoverable(want, epoch, last, first)
         if why is None:
             upto, frames = int(want.since or 0), []
@@ -117,15 +134,29 @@ async def catch_up(
             frames.insert(0, encode(Subscribed(data, request_id=request_id)))
         live = await router.send_frames(connection_id, frames)
         # Read on only while the client is there: a big log is not read for nobody.
-        while live and (chunk := await off_loop(_read, store, upto)):
+        while live and (chunk := await reading(_read, store, upto)):
             upto = chunk[-1].seq
             live = await router.send_frames(connection_id, replay_frames(chunk, adw_ids))
     except StoreError:
         pass  # no log yet: nothing to catch up on
     finally:
-        if store is not None:
+        if in_flight is not None and not in_flight.done():
+            # A thread still reads: the reader goes back once it is done with it.
+            in_flight.add_done_callback(functools.partial(_give_back_after, readers, store))
+        elif store is not None:
             readers.give_back(store)
         router.resume(connection_id, upto, follows=adw_ids)
+
+
+def _give_back_after(
+    readers: Readers, store: EventStore | None, done: concurrent.futures.Future[Any]
+) -> None:
+    """Give back the reader a cancelled catch-up was using (or had just borrowed)."""
+    if store is None and not done.cancelled() and done.exception() is None:
+        result = done.result()
+        store = result if isinstance(result, EventStore) else None
+    if store is not None:
+        readers.give_back(store)
 
 
 def _position(store: EventStore) -> tuple[int, str, int]:

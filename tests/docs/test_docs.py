@@ -16,10 +16,10 @@ import pytest
 from adwd.actors.progress import PREFIX, ProgressLine
 from adwd.events.codec import decode_server, encode
 from adwd.events.errors import CloseCode, ErrorCode
+from adwd.events.testing import tagged_types
 from adwd.events.wire import ClientMessage, ServerMessage
 from adwd.service.cli import build_parser
 from adwd.service.config import ENV_VARS, Config
-from tests.strategies import tagged_types
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from adwd.events.codec import MAX_NESTING, decode_client, nesting_depth, peek
 from adwd.events.errors import ErrorCode, ProtocolError
-from tests.strategies import JSON_VALUES
+from adwd.events.testing import JSON_VALUES
 
 DEEP_VALUES = st.recursive(
     st.none() | st.integers() | st.text(alphabet='[]{}"\\ab', max_size=6),

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from adwd.events.domain import DOMAIN_EVENTS, RunProgress, ServiceStopped, event_type
 from adwd.events.errors import AdwdError, StoreError
 from adwd.events.store import EventStore, NewEvent
+from adwd.events.testing import for_type
 from adwd.events.upcast import UPCASTERS
-from tests.strategies import for_type
 
 STREAMS = ("system", "workflow:a", "workflow:b", "connection:c")
 TYPES = [str(cls.__struct_config__.tag) for cls in DOMAIN_EVENTS]

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from adwd.events.codec import decode_client, decode_server, encode
 from adwd.events.errors import ErrorCode, ProtocolError
 from adwd.events.schema import protocol_schema
+from adwd.events.testing import for_type, tagged_types
 from adwd.events.wire import (
     ClientMessage,
     Error,
@@ -21,7 +22,6 @@ from adwd.events.wire import (
     TriggerResponse,
     TriggerWorkflow,
 )
-from tests.strategies import for_type, tagged_types
 
 CLIENT = tagged_types(ClientMessage)
 SERVER = tagged_types(ServerMessage)

@@ -29,7 +29,12 @@ class Client:
 
     def __init__(self, url: str) -> None:
         self._stack = contextlib.ExitStack()
-        self.ws: ClientConnection = self._stack.enter_context(connect(url, open_timeout=TIMEOUT))
+        # No receive limit: a test client often leaves messages unread, and with
+        # websockets' flow control it then cannot see the closing handshake
+        # (every such close used to wait out the 10 s close timeout).
+        self.ws: ClientConnection = self._stack.enter_context(
+            connect(url, open_timeout=TIMEOUT, max_queue=None)
+        )
         self.seen: list[dict[str, Any]] = []  # everything received, in order
         self.unclaimed: list[dict[str, Any]] = []  # received, not yet returned by wait_for
 

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from adwd.events.codec import decode_client
 from adwd.events.errors import ErrorCode, ProtocolError
+from adwd.events.testing import JSON_VALUES
 from adwd.events.wire import TriggerWorkflow
 from tests.integration.conftest import Client, Running, services
-from tests.strategies import JSON_VALUES
 
 CODES = {code.value for code in ErrorCode}
 
