@@ -8,8 +8,9 @@ one piece of work (plan, build, ...) under one adw_id.
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Mapping
+import hmac
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,3 +158,82 @@ def runs_to_start(
         chosen.append(key)
         running.add(key)
     return chosen
+
+
+@dataclass(frozen=True)
+class CancelDecision:
+    """What a cancel of an adw_id does: stop its running runs (signal them),
+    end its waiting runs at once, or find nothing."""
+
+    outcome: str  # "cancelling" | "not_found"
+    running: tuple[RunKey, ...]
+    waiting: tuple[RunKey, ...]
+
+
+def decide_cancel(state: SchedulerState, adw_id: str) -> CancelDecision:
+    """Cancel every active run of ``adw_id``: running ones are signalled,
+    queued ones end before they start."""
+    keys = [key for key in state.active if key[0] == adw_id]
+    running = tuple(k for k in keys if k in state.running)
+    waiting = tuple(k for k in keys if k not in state.running)
+    return CancelDecision("cancelling" if keys else "not_found", running, waiting)
+
+
+Decision = RunQueued | TriggerDeduplicated | TriggerRejected
+
+
+class RequestMemory:
+    """Decisions by request_id, so a re-sent command is answered, not re-run.
+
+    Bounded to the most recent ``size``: a client re-sends within a
+    reconnect, not days later. Rebuilt at start from the runs projection.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._decisions: OrderedDict[str, Decision] = OrderedDict()
+
+    def earlier(self, request_id: str | None) -> Decision | None:
+        """The decision already taken for this request_id, if any."""
+        return self._decisions.get(request_id) if request_id is not None else None
+
+    def remember(self, request_id: str | None, decision: Decision) -> None:
+        """Keep the decision of a request (no-op without a request_id)."""
+        if request_id is None:
+            return
+        self._decisions[request_id] = decision
+        self._decisions.move_to_end(request_id)  # the newest is kept longest
+        while len(self._decisions) > self._size:
+            self._decisions.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._decisions)
+
+
+def authorise_update(
+    running: Iterable[RunKey],
+    tokens: Mapping[RunKey, str],
+    adw_id: str,
+    token: str | None,
+    *,
+    local: bool,
+) -> tuple[str, RunKey | None]:
+    """Whom a workflow's HTTP report goes to: ``("accepted", key)``,
+    ``("forbidden", None)`` (a wrong run token from a non-local client) or
+    ``("not_found", None)`` (no running run of that adw_id).
+
+    The token is compared in constant time: a timing difference must not
+    tell a guesser how much of it was right.
+    """
+    for key in running:
+        if key[0] != adw_id:
+            continue
+        expected = tokens.get(key)
+        if local or (
+            token is not None
+            and expected is not None
+            and hmac.compare_digest(token.encode(), expected.encode())
+        ):
+            return "accepted", key
+        return "forbidden", None
+    return "not_found", None

@@ -11,16 +11,18 @@ import contextlib
 import logging
 import os
 import secrets
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
 
 import pykka
 
 from adwd.actors.admission import (
+    RequestMemory,
     RunKey,
     SchedulerState,
+    authorise_update,
+    decide_cancel,
     decide_trigger,
     repeat_answer,
     runs_to_start,
@@ -44,7 +46,6 @@ from adwd.events.domain import (
     RunFailed,
     RunQueued,
     TriggerDeduplicated,
-    TriggerRejected,
     connection_stream,
     workflow_stream,
 )
@@ -104,13 +105,9 @@ class SchedulerActor(Actor):
         self._log_lines_per_s = log_lines_per_s
         self._server_env: dict[str, str] = {}
         self._tokens: dict[RunKey, str] = {}  # run-scoped tokens for the HTTP endpoints
-        # Decisions by request_id, so a re-sent command is answered, not re-run.
-        self._requests: OrderedDict[str, RunQueued | TriggerDeduplicated | TriggerRejected] = (
-            OrderedDict()
-        )
+        self._requests = RequestMemory(REMEMBERED_REQUESTS)
         for run in known_requests or ():
-            if run.request_id is not None:
-                self._remember(run.request_id, run)
+            self._requests.remember(run.request_id, run)
         self._workers: dict[RunKey, pykka.ActorRef[WorkflowActor]] = {}
         for run in recovered or ():
             self._state.enqueue(run)
@@ -173,7 +170,7 @@ class SchedulerActor(Actor):
 
     def _on_trigger(self, message: Trigger) -> None:
         rid = message.request_id
-        earlier = self._requests.get(rid) if rid is not None else None
+        earlier = self._requests.earlier(rid)
         if earlier is not None and rid is not None:
             # A re-sent command (the client reconnected): answer again, run nothing.
             again = repeat_answer(earlier, connection_id=message.connection_id, request_id=rid)
@@ -196,8 +193,7 @@ class SchedulerActor(Actor):
             new_adw_id=self._new_id(),
             request_id=rid,
         )
-        if rid is not None:
-            self._remember(rid, decision)
+        self._requests.remember(rid, decision)
         if isinstance(decision, RunQueued | TriggerDeduplicated):
             stream = workflow_stream(decision.adw_id)
         else:
@@ -214,31 +210,20 @@ class SchedulerActor(Actor):
     ) -> RouteOutcome:
         """Hand a workflow's own report (HTTP) to its running WorkflowActor;
         the HTTP layer turns the outcome into its status code."""
-        for (run_adw_id, workflow_type), worker in self._workers.items():
-            if run_adw_id != adw_id:
-                continue
-            if not local and token != self._tokens.get((adw_id, workflow_type)):
-                return RouteOutcome.FORBIDDEN
-            with contextlib.suppress(pykka.ActorDeadError):
-                worker.tell(message)
-            return RouteOutcome.ACCEPTED
-        return RouteOutcome.NOT_FOUND
-
-    def _remember(
-        self, request_id: str, decision: RunQueued | TriggerDeduplicated | TriggerRejected
-    ) -> None:
-        self._requests[request_id] = decision
-        while len(self._requests) > REMEMBERED_REQUESTS:
-            self._requests.popitem(last=False)
+        verdict, key = authorise_update(self._workers, self._tokens, adw_id, token, local=local)
+        if key is None:
+            return RouteOutcome.FORBIDDEN if verdict == "forbidden" else RouteOutcome.NOT_FOUND
+        with contextlib.suppress(pykka.ActorDeadError):
+            self._workers[key].tell(message)
+        return RouteOutcome.ACCEPTED
 
     def _on_cancel(self, message: Cancel) -> None:
         adw_id, reason = message.data.adw_id, message.data.reason or "cancelled by a client"
-        keys = [key for key in self._state.active if key[0] == adw_id]
-        outcome: Literal["cancelling", "not_found"] = "cancelling" if keys else "not_found"
+        decision = decide_cancel(self._state, adw_id)
         request = CancelRequested(
             adw_id=adw_id,
             reason=reason,
-            outcome=outcome,
+            outcome=decision.outcome,  # type: ignore[arg-type]
             connection_id=message.connection_id,
             request_id=message.request_id,
         )
@@ -254,7 +239,7 @@ class SchedulerActor(Actor):
                 ]
             )
         )
-        if not keys:
+        if decision.outcome == "not_found":
             message.reply(
                 encode(
                     Error(
@@ -269,7 +254,7 @@ class SchedulerActor(Actor):
                 )
             )
             return
-        for key in keys:
+        for key in (*decision.running, *decision.waiting):
             worker = self._workers.get(key)
             if worker is not None:
                 # The run may have ended a moment ago; its RunEnded is then on its way.

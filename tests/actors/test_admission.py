@@ -8,9 +8,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adwd.actors.admission import RunKey, SchedulerState, decide_trigger, runs_to_start
+from adwd.actors.admission import (
+    RequestMemory,
+    RunKey,
+    SchedulerState,
+    authorise_update,
+    decide_cancel,
+    decide_trigger,
+    runs_to_start,
+)
 from adwd.actors.catalogue import WorkflowSpec
 from adwd.events.domain import RunQueued, TriggerDeduplicated, TriggerRejected
+from adwd.events.domain import RunQueued as _Queued
 from adwd.events.errors import ErrorCode
 from adwd.events.wire import TriggerWorkflowData
 
@@ -173,3 +182,68 @@ def test_runs_to_start_respects_every_limit_and_fifo(
         assert (key in chosen) == can, key
         if can:
             occupied.append(key)
+
+
+# -- cancel, request memory, update authorisation ---------------------------------
+
+
+_keys = st.tuples(st.sampled_from(["a1", "a2", "a3"]), st.sampled_from(["t1", "t2"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(active=st.sets(_keys), running_share=st.data(), target=st.sampled_from(["a1", "a2", "zz"]))
+def test_a_cancel_takes_every_active_run_of_the_adw_id_and_nothing_else(
+    active: set[tuple[str, str]], running_share: st.DataObject, target: str
+) -> None:
+    state = SchedulerState()
+    for adw_id, wt in sorted(active):
+        state.enqueue(_Queued(adw_id=adw_id, workflow_type=wt, logs_path="/l"))
+    for key in running_share.draw(st.sets(st.sampled_from(sorted(active)))) if active else ():
+        state.start(key)
+    decision = decide_cancel(state, target)
+    mine = {k for k in active if k[0] == target}
+    assert set(decision.running) | set(decision.waiting) == mine
+    assert set(decision.running) == mine & state.running
+    assert not set(decision.running) & set(decision.waiting)
+    assert decision.outcome == ("cancelling" if mine else "not_found")
+
+
+@settings(max_examples=200, deadline=None)
+@given(ids=st.lists(st.sampled_from([None, "r1", "r2", "r3", "r4", "r5"]), max_size=30))
+def test_request_memory_answers_the_last_decision_of_each_id_within_its_size(
+    ids: list[str | None],
+) -> None:
+    memory = RequestMemory(3)
+    latest: dict[str, int] = {}
+    for n, rid in enumerate(ids):
+        memory.remember(rid, _Queued(adw_id=f"x{n}", workflow_type="t", logs_path="/l"))
+        if rid is not None:
+            latest.pop(rid, None)
+            latest[rid] = n
+    assert len(memory) == min(3, len(latest))
+    for rid, n in list(latest.items())[-3:]:
+        earlier = memory.earlier(rid)
+        assert earlier is not None
+        assert earlier.adw_id == f"x{n}"
+    assert memory.earlier(None) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    running=st.sets(_keys),
+    adw_id=st.sampled_from(["a1", "a2", "zz"]),
+    token=st.none() | st.sampled_from(["tok-a1-t1", "tok-a2-t2", "wrong", ""]),
+    local=st.booleans(),
+)
+def test_an_update_reaches_a_run_only_with_its_token_or_from_loopback(
+    running: set[tuple[str, str]], adw_id: str, token: str | None, local: bool
+) -> None:
+    tokens = {key: f"tok-{key[0]}-{key[1]}" for key in running}
+    verdict, key = authorise_update(sorted(running), tokens, adw_id, token, local=local)
+    mine = sorted(k for k in running if k[0] == adw_id)
+    if not mine:
+        assert (verdict, key) == ("not_found", None)
+    elif local or token == tokens[mine[0]]:
+        assert (verdict, key) == ("accepted", mine[0])
+    else:
+        assert (verdict, key) == ("forbidden", None)
