@@ -3,28 +3,27 @@
 The loop holds every socket and never blocks: each inbound frame is handed
 to the connection's ConnectionActor with ``tell``; actors hand frames back
 with ``loop.call_soon_threadsafe``. WebSocket clients connect to
-``/ws/trigger`` or ``/ws``; ``/health`` answers plain HTTP.
+``/ws/trigger`` or ``/ws``; every other request is plain HTTP, read and
+answered by ``http_api`` (this actor supplies the read endpoints' answers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import http
 import logging
 import secrets
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pykka
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from adwd.actors.base import Actor
 from adwd.actors.connection import ConnectionActor
@@ -37,11 +36,10 @@ from adwd.events.store import StoredEvent
 from adwd.events.wire import Error, ErrorData, SubscribeData
 from adwd.transport.catchup import Readers, catch_up
 from adwd.transport.deflate import DEFAULT_MIN_SIZE, server_extensions
-from adwd.transport.http_api import LOCAL_ORIGIN, HttpAwareConnection
+from adwd.transport.http_api import Backend, HttpAwareConnection, Reply, Unavailable, error
 
 log = logging.getLogger(__name__)
 
-WS_PATHS = frozenset({"/ws/trigger", "/ws"})
 FAIL_CLOSE_S = 5.0  # how long a connection whose actor died waits for its supervised close
 
 
@@ -121,23 +119,32 @@ class TransportActor(Actor):
             self._handle,
             self._host,
             self._port,
-            process_request=self._http,
             # Keepalive pings find dead peers; they close with 1011, never 1000.
             ping_interval=20,
             ping_timeout=20,
             max_size=1024 * 1024,
             compression=None,  # permessage-deflate comes from self._extensions
             extensions=self._extensions,
-            create_connection=functools.partial(HttpAwareConnection, route=self._route_update),
+            # Each connection's first request is read by http_api: a WebSocket upgrade
+            # goes on to websockets, every other request is answered there.
+            create_connection=functools.partial(
+                HttpAwareConnection,
+                backend=Backend(read=self._http_answer, route=self._route_update),
+            ),
         )
 
     def _route_update(
         self, adw_id: str, message: object, token: str | None, local: bool
     ) -> RouteOutcome:
         """Called in an executor thread by the HTTP endpoints: ask the scheduler."""
-        outcome: RouteOutcome = (
-            self._scheduler.proxy().route_update(adw_id, message, token, local).get(timeout=10)
-        )
+        try:
+            outcome: RouteOutcome = (
+                self._scheduler.proxy().route_update(adw_id, message, token, local).get(timeout=10)
+            )
+        except (pykka.ActorDeadError, pykka.Timeout) as exc:
+            raise Unavailable(
+                "The scheduler did not answer: adwd is stopping or overloaded. Retry shortly."
+            ) from exc
         return outcome
 
     def _snapshot(self, adw_ids: frozenset[str] | None) -> tuple[int, list[bytes]]:
@@ -157,63 +164,55 @@ class TransportActor(Actor):
         """Called by the EventLogActor after each commit."""
         self._loop.call_soon_threadsafe(self._router.publish, batch)
 
-    async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Plain HTTP beside the WebSocket paths: health and the read API (GET only)."""
-        split = urllib.parse.urlsplit(request.path)
-        path = split.path
-        if path in WS_PATHS:
-            return None
-        origin = request.headers.get("Origin")
-        status, body = await self._http_answer(path)
-        response = connection.respond(status, "")
-        response.body = msgspec.json.encode(body)
-        del response.headers["Content-Type"]
-        del response.headers["Content-Length"]
-        response.headers["Content-Type"] = "application/json"
-        response.headers["Content-Length"] = str(len(response.body))
-        if origin is not None and LOCAL_ORIGIN.match(origin):
-            # Boards served from localhost (any port) may read these from the browser.
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Vary"] = "Origin"
-        return response
-
-    async def _http_answer(self, path: str) -> tuple[http.HTTPStatus, object]:
+    async def _http_answer(self, path: str) -> Reply:
+        """What a GET of ``path`` answers: health, readiness and the read API.
+        (http_api reads the request and writes this reply, CORS included.)"""
         loop = asyncio.get_running_loop()
 
         async def ask(call: Callable[[Any], Any]) -> Any:
             # The projector answers in its own thread; wait for it off the loop.
-            future = call(self._ask_projector)
-            return await loop.run_in_executor(None, functools.partial(future.get, timeout=10))
+            try:
+                future = call(self._ask_projector)
+                return await loop.run_in_executor(None, functools.partial(future.get, timeout=10))
+            except (pykka.ActorDeadError, pykka.Timeout) as exc:
+                raise Unavailable(
+                    "The read API did not answer: adwd is stopping or overloaded. Retry shortly."
+                ) from exc
 
         if path in ("/readyz", "/livez"):
             checks = self.readiness() if path == "/readyz" else {"process": True}
             ok = all(checks.values())
-            status = http.HTTPStatus.OK if ok else http.HTTPStatus.SERVICE_UNAVAILABLE
-            return status, {"status": "ok" if ok else "unavailable", "checks": checks}
+            status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
+            return Reply(status, {"status": "ok" if ok else "unavailable", "checks": checks})
         if path == "/health":
             ready = all(self.readiness().values())
-            return http.HTTPStatus.OK, {
-                "status": "healthy" if ready else "unhealthy",
-                "active_connections": len(self._router),
-                "uptime": round(time.monotonic() - self._started_at, 3),
-                **await ask(lambda p: p.health()),
-            }
+            return Reply(
+                HTTPStatus.OK,
+                {
+                    "status": "healthy" if ready else "unhealthy",
+                    "active_connections": len(self._router),
+                    "uptime": round(time.monotonic() - self._started_at, 3),
+                    **await ask(lambda p: p.health()),
+                },
+            )
         if path == "/api/runs":
-            return http.HTTPStatus.OK, await ask(lambda p: p.overview())
+            return Reply(HTTPStatus.OK, await ask(lambda p: p.overview()))
         if path.startswith("/api/adws/"):
             adw_id = urllib.parse.unquote(path.removeprefix("/api/adws/"))
             state = await ask(lambda p: p.adw_state(adw_id))
             if state is None:
-                return http.HTTPStatus.NOT_FOUND, {
-                    "error": "not_found",
-                    "message": f"No run has adw_id {adw_id!r}. Trigger one first.",
-                }
-            return http.HTTPStatus.OK, state
-        return http.HTTPStatus.NOT_FOUND, {
-            "error": "not_found",
-            "message": f"Nothing at {path}. Open a WebSocket to /ws/trigger, or GET /health, "
-            "/api/runs or /api/adws/<adw_id>.",
-        }
+                return error(
+                    HTTPStatus.NOT_FOUND,
+                    ErrorCode.NOT_FOUND,
+                    f"No run has adw_id {adw_id!r}. Trigger one first.",
+                )
+            return Reply(HTTPStatus.OK, state)
+        return error(
+            HTTPStatus.NOT_FOUND,
+            ErrorCode.NOT_FOUND,
+            f"Nothing at {path}. Open a WebSocket to /ws/trigger, or GET /health, /livez, "
+            "/readyz, /api/runs or /api/adws/<adw_id>.",
+        )
 
     def fail_all(self, reason: str) -> None:
         """The service stops because it failed: tell every client why, close with 1011."""
