@@ -13,6 +13,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -165,7 +166,7 @@ class CancelDecision:
     """What a cancel of an adw_id does: stop its running runs (signal them),
     end its waiting runs at once, or find nothing."""
 
-    outcome: str  # "cancelling" | "not_found"
+    outcome: Literal["cancelling", "not_found"]
     running: tuple[RunKey, ...]
     waiting: tuple[RunKey, ...]
 

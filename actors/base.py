@@ -53,7 +53,7 @@ class Actor(pykka.ThreadingActor):
         return obj.actor_ref
 
     @staticmethod
-    def _create_actor_inbox() -> queue.SimpleQueue[Any]:  # type: ignore[override]
+    def _create_actor_inbox() -> queue.SimpleQueue[Any]:
         return queue.SimpleQueue()
 
     def inject_fault(self) -> None:

@@ -192,8 +192,9 @@ class ConnectionActor(DispatchedActor):
             self._on_invalid(frame, problem)
             return False
         if isinstance(msg, Ping):
-            if self._faults and (msg.request_id or "").startswith(FAULT_PREFIX):
-                self._inject(msg.request_id[len(FAULT_PREFIX) :])  # type: ignore[index]
+            request_id = msg.request_id or ""
+            if self._faults and request_id.startswith(FAULT_PREFIX):
+                self._inject(request_id[len(FAULT_PREFIX) :])
             send(encode(Pong(timestamp=int(time.time() * 1000), request_id=msg.request_id)))
         elif isinstance(msg, TriggerWorkflow):
             if msg.data.workflow_type not in self._workflow_types:

@@ -138,13 +138,15 @@ class DispatchedActor(pykka.Actor):
     concurrently; ``tell``/``ask`` and proxies work unchanged.
     """
 
+    actor_inbox: _Mailbox  # made by _create_actor_inbox: pykka's ActorInbox, narrowed
+
     def __init__(self, dispatcher: Dispatcher) -> None:
         super().__init__()
         self._dispatcher = dispatcher
         self._started = False
 
     @staticmethod
-    def _create_actor_inbox() -> _Mailbox:  # type: ignore[override]
+    def _create_actor_inbox() -> _Mailbox:
         return _Mailbox()
 
     @staticmethod
@@ -152,13 +154,13 @@ class DispatchedActor(pykka.Actor):
         return pykka.ThreadingFuture()
 
     def _start_actor_loop(self) -> None:
-        mailbox: _Mailbox = self.actor_inbox  # type: ignore[assignment]
+        mailbox = self.actor_inbox
         mailbox._wake = lambda: self._dispatcher.schedule(self)
         self._dispatcher.schedule(self)  # the first run calls on_start
 
     def _run_slice(self) -> bool:
         """Handle up to BATCH messages; True if the actor has more to do."""
-        mailbox: _Mailbox = self.actor_inbox  # type: ignore[assignment]
+        mailbox = self.actor_inbox
         if not self._started:
             self._started = True
             self._actor_loop_setup()

@@ -17,7 +17,7 @@ through stages the run or its workflow named.
 from __future__ import annotations
 
 import signal
-from typing import Literal
+from typing import TypedDict
 
 from msgspec import Struct
 
@@ -33,6 +33,7 @@ from adwd.events.domain import (
     RunStarted,
     StageChanged,
 )
+from adwd.events.wire import LogLevel
 from adwd.projections.stages import STAGES, next_stage, stage_of
 
 INTERRUPTED = (
@@ -40,7 +41,22 @@ INTERRUPTED = (
     "trigger it again to re-run it"
 )
 
-Level = Literal["INFO", "SUCCESS", "WARNING", "ERROR"]
+Level = LogLevel
+
+
+class _RunIds(TypedDict):
+    """The fields naming the run, spread into each of its events."""
+
+    adw_id: str
+    workflow_type: str
+
+
+class _Measured(TypedDict):
+    """What a terminal event says about the run's cost, spread into it."""
+
+    duration_s: float
+    resource_usage: ResourceUsage | None
+    expected_s: float | None
 
 
 class Signal(Struct, frozen=True):
@@ -93,7 +109,7 @@ class RunLifecycle:
         timeout_s: float = 0.0,
         logs_path: str = "",
     ) -> None:
-        self._ids = {"adw_id": adw_id, "workflow_type": workflow_type}
+        self._ids: _RunIds = {"adw_id": adw_id, "workflow_type": workflow_type}
         self._workflow_type = workflow_type
         self._stage = card_stage
         self._own_stage = stage_of(workflow_type, "running")
@@ -207,7 +223,7 @@ class RunLifecycle:
         """The workflow exited (its group is already cleared by the adapter)."""
         if self._ended:
             return []
-        measured = {
+        measured: _Measured = {
             "duration_s": self._elapsed(now),
             "resource_usage": usage,
             "expected_s": self._expected_s,

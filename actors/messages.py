@@ -10,7 +10,7 @@ from msgspec import Struct
 
 from adwd.events.domain import ResourceUsage, TriggerRejected
 from adwd.events.store import NewEvent
-from adwd.events.wire import CancelWorkflowData, SubscribeData, TriggerWorkflowData
+from adwd.events.wire import CancelWorkflowData, LogLevel, SubscribeData, TriggerWorkflowData
 
 Send = Callable[[bytes], None]
 
@@ -137,7 +137,7 @@ class StageReport(Struct, frozen=True):
 class LogLine(Struct, frozen=True):
     """WorkflowActor: a line the child wrote (stdout or stderr), for boards."""
 
-    level: str
+    level: LogLevel
     text: str
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import time
 from pathlib import Path
@@ -115,12 +116,12 @@ def _reap(pgid: int) -> None:
         os.waitpid(-pgid, os.WNOHANG)
 
 
-def usage_of(rusage: object) -> ResourceUsage:
+def usage_of(rusage: resource.struct_rusage) -> ResourceUsage:
     """A ResourceUsage from the struct_rusage ``os.wait4`` returns."""
     return ResourceUsage(
-        cpu_user_s=round(float(rusage.ru_utime), 6),  # type: ignore[attr-defined]
-        cpu_system_s=round(float(rusage.ru_stime), 6),  # type: ignore[attr-defined]
-        max_rss_kb=int(rusage.ru_maxrss),  # type: ignore[attr-defined]
-        read_bytes=int(rusage.ru_inblock) * BLOCK,  # type: ignore[attr-defined]
-        write_bytes=int(rusage.ru_oublock) * BLOCK,  # type: ignore[attr-defined]
+        cpu_user_s=round(float(rusage.ru_utime), 6),
+        cpu_system_s=round(float(rusage.ru_stime), 6),
+        max_rss_kb=int(rusage.ru_maxrss),
+        read_bytes=int(rusage.ru_inblock) * BLOCK,
+        write_bytes=int(rusage.ru_oublock) * BLOCK,
     )

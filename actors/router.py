@@ -43,7 +43,7 @@ import logging
 from collections import deque
 from collections.abc import Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -117,7 +117,7 @@ class Router:
         self,
         connection_id: str,
         upto: int,
-        follows: Collection[str] | bool | None = False,
+        follows: Collection[str] | Literal[False] | None = False,
     ) -> None:
         """End a catch-up that covered every seq <= ``upto``: flush the rest, go live.
 
@@ -127,7 +127,7 @@ class Router:
         if conn is None:
             return
         if follows is not False:
-            conn.follows = None if follows is None else frozenset(follows)  # type: ignore[arg-type]
+            conn.follows = None if follows is None else frozenset(follows)
         conn.pauses = max(0, conn.pauses - 1)
         conn.upto = max(conn.upto, upto)
         conn.cursor = max(conn.cursor, upto)

@@ -163,7 +163,7 @@ class SchedulerActor(Actor):
         futures = [ref.stop(block=False) for ref in self._workers.values()]
         for future in futures:
             try:
-                future.get(timeout=self._grace_s + 10)  # type: ignore[union-attr]
+                future.get(timeout=self._grace_s + 10)
             except Exception:
                 log.exception("a workflow actor did not stop cleanly")
         self._workers.clear()
@@ -223,7 +223,7 @@ class SchedulerActor(Actor):
         request = CancelRequested(
             adw_id=adw_id,
             reason=reason,
-            outcome=decision.outcome,  # type: ignore[arg-type]
+            outcome=decision.outcome,
             connection_id=message.connection_id,
             request_id=message.request_id,
         )

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 import msgspec
 import pykka
@@ -67,6 +67,7 @@ from adwd.events.domain import (
     workflow_stream,
 )
 from adwd.events.store import NewEvent
+from adwd.events.wire import LogLevel
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ class WorkflowActor(Actor):
         if isinstance(message, Progress):
             outputs = run.progress(message.progress_percent, message.current_step, message.message)
         elif isinstance(message, LogLine):
-            outputs = run.log_line(message.level, message.text, time.monotonic())  # type: ignore[arg-type]
+            outputs = run.log_line(message.level, message.text, time.monotonic())
         elif isinstance(message, StageReport):
             outputs = run.stage_reported(
                 message.stage, message.message or f"moved to {message.stage}"
@@ -437,6 +438,8 @@ def _pump(
     A log that cannot be written (disk full) ends the run, never the reader.
     """
     assert proc.stdout is not None
+    # typeshed types Popen.args as any command form; adwd always spawns an argv list.
+    program = cast("list[str]", proc.args)[0]
     writable = True
     try:
         for line in proc.stdout:
@@ -447,7 +450,7 @@ def _pump(
                 except OSError as exc:
                     writable = False
                     with contextlib.suppress(pykka.ActorDeadError):
-                        tell(OutputFailed(f"{exc.strerror or exc} ({proc.args[0]!s} log)"))
+                        tell(OutputFailed(f"{exc.strerror or exc} ({program!s} log)"))
             progress = parse_progress_line(line)
             with contextlib.suppress(pykka.ActorDeadError):
                 if progress is not None:
@@ -491,7 +494,7 @@ def _close_quietly(file: IO[bytes]) -> None:
         file.close()
 
 
-def line_level(text: str) -> str:
+def line_level(text: str) -> LogLevel:
     """INFO, SUCCESS, WARNING or ERROR, from the words a line starts with."""
     head = text.lstrip("[ ").upper()
     if head.startswith(("ERROR", "CRITICAL", "FATAL", "TRACEBACK", "EXCEPTION")):
@@ -528,6 +531,6 @@ def _last_output_line(path: str) -> str:
     return ""
 
 
-def _tell_quietly(ref: pykka.ActorRef[pykka.Actor], message: object) -> None:
+def _tell_quietly(ref: pykka.ActorRef[Any], message: object) -> None:
     with contextlib.suppress(pykka.ActorDeadError):
         ref.tell(message)

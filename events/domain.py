@@ -14,12 +14,16 @@ from msgspec import Struct
 
 
 class DomainEvent(Struct, frozen=True, kw_only=True, tag_field="type", omit_defaults=True):
-    """Base of every stored event."""
+    """Base of every stored event.
+
+    Subclasses repeat ``frozen=True``: msgspec inherits it anyway, but type
+    checkers read ``dataclass_transform`` per class (msgspec issue #657).
+    """
 
     VERSION: ClassVar[int] = 1
 
 
-class ServiceStarted(DomainEvent, tag="service_started"):
+class ServiceStarted(DomainEvent, tag="service_started", frozen=True):
     """The service started and took over the log."""
 
     pid: int
@@ -28,13 +32,13 @@ class ServiceStarted(DomainEvent, tag="service_started"):
     max_concurrent: int
 
 
-class ServiceStopped(DomainEvent, tag="service_stopped"):
+class ServiceStopped(DomainEvent, tag="service_stopped", frozen=True):
     """The service stopped cleanly."""
 
     reason: str
 
 
-class RunQueued(DomainEvent, tag="run_queued"):
+class RunQueued(DomainEvent, tag="run_queued", frozen=True):
     """A trigger was accepted: the run waits for a slot."""
 
     adw_id: str
@@ -51,7 +55,7 @@ class RunQueued(DomainEvent, tag="run_queued"):
     request_id: str | None = None
 
 
-class TriggerDeduplicated(DomainEvent, tag="trigger_deduplicated"):
+class TriggerDeduplicated(DomainEvent, tag="trigger_deduplicated", frozen=True):
     """A trigger repeated a queued or running run; it started nothing new."""
 
     adw_id: str
@@ -61,7 +65,7 @@ class TriggerDeduplicated(DomainEvent, tag="trigger_deduplicated"):
     request_id: str | None = None
 
 
-class TriggerRejected(DomainEvent, tag="trigger_rejected"):
+class TriggerRejected(DomainEvent, tag="trigger_rejected", frozen=True):
     """A trigger was refused, with the code and reason the client was told."""
 
     error: str
@@ -83,7 +87,7 @@ class ResourceUsage(Struct, frozen=True, kw_only=True):
     write_bytes: int = 0
 
 
-class RunStarted(DomainEvent, tag="run_started"):
+class RunStarted(DomainEvent, tag="run_started", frozen=True):
     """The run's child process was spawned, leader of process group ``pid``.
 
     ``proc_start`` is the child's start time in clock ticks since boot (from
@@ -101,7 +105,7 @@ class RunStarted(DomainEvent, tag="run_started"):
     expected_s: float | None = None
 
 
-class RunProgress(DomainEvent, tag="run_progress"):
+class RunProgress(DomainEvent, tag="run_progress", frozen=True):
     """The workflow reported progress on a progress line."""
 
     adw_id: str
@@ -111,7 +115,7 @@ class RunProgress(DomainEvent, tag="run_progress"):
     message: str = ""
 
 
-class StageChanged(DomainEvent, tag="stage_changed"):
+class StageChanged(DomainEvent, tag="stage_changed", frozen=True):
     """The run moved its Kanban card from one stage to another."""
 
     adw_id: str
@@ -121,7 +125,7 @@ class StageChanged(DomainEvent, tag="stage_changed"):
     message: str = ""
 
 
-class RunLogged(DomainEvent, tag="run_logged"):
+class RunLogged(DomainEvent, tag="run_logged", frozen=True):
     """A line of the run's output, as shown on boards (rate-limited per run)."""
 
     adw_id: str
@@ -130,7 +134,7 @@ class RunLogged(DomainEvent, tag="run_logged"):
     message: str
 
 
-class RunCompleted(DomainEvent, tag="run_completed"):
+class RunCompleted(DomainEvent, tag="run_completed", frozen=True):
     """The child exited with status 0."""
 
     adw_id: str
@@ -140,7 +144,7 @@ class RunCompleted(DomainEvent, tag="run_completed"):
     expected_s: float | None = None
 
 
-class RunFailed(DomainEvent, tag="run_failed"):
+class RunFailed(DomainEvent, tag="run_failed", frozen=True):
     """The run ended without success: non-zero exit, timeout, spawn error,
     cancellation or interruption. ``reason`` says which, for a person."""
 
@@ -155,7 +159,7 @@ class RunFailed(DomainEvent, tag="run_failed"):
     expected_s: float | None = None
 
 
-class CancelRequested(DomainEvent, tag="cancel_requested"):
+class CancelRequested(DomainEvent, tag="cancel_requested", frozen=True):
     """A client asked to cancel the runs of an adw_id; ``outcome`` says what came of it."""
 
     adw_id: str
@@ -165,7 +169,7 @@ class CancelRequested(DomainEvent, tag="cancel_requested"):
     request_id: str | None = None
 
 
-class ErrorReported(DomainEvent, tag="error_reported"):
+class ErrorReported(DomainEvent, tag="error_reported", frozen=True):
     """A classified error, with what a person can do about it."""
 
     error_id: str
@@ -178,7 +182,7 @@ class ErrorReported(DomainEvent, tag="error_reported"):
     workflow_type: str = ""
 
 
-class OrphanStopped(DomainEvent, tag="orphan_stopped"):
+class OrphanStopped(DomainEvent, tag="orphan_stopped", frozen=True):
     """A child left running by a service that died was found and stopped."""
 
     adw_id: str
@@ -187,7 +191,7 @@ class OrphanStopped(DomainEvent, tag="orphan_stopped"):
     signal: str
 
 
-class ActorFailed(DomainEvent, tag="actor_failed"):
+class ActorFailed(DomainEvent, tag="actor_failed", frozen=True):
     """An actor raised out of a handler; its supervisor applied its policy.
 
     Never carries the message that caused it (a frame may hold anything).

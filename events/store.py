@@ -57,7 +57,7 @@ class StoredEvent(msgspec.Struct, frozen=True):
 
 
 def _migrate_v1(db: sqlite_utils.Database) -> None:
-    db["events"].create(  # type: ignore[union-attr]
+    db.table("events").create(
         {
             "seq": int,
             "ts": float,
@@ -72,8 +72,8 @@ def _migrate_v1(db: sqlite_utils.Database) -> None:
         not_null={"ts", "stream", "type", "version", "payload"},
         if_not_exists=True,
     )
-    db["events"].create_index(["stream", "seq"], if_not_exists=True)  # type: ignore[union-attr]
-    db["events"].create_index(["type", "seq"], if_not_exists=True)  # type: ignore[union-attr]
+    db.table("events").create_index(["stream", "seq"], if_not_exists=True)
+    db.table("events").create_index(["type", "seq"], if_not_exists=True)
 
 
 _MIGRATIONS = {1: _migrate_v1}
@@ -118,8 +118,8 @@ class EventStore:
             raise StoreError(f"Cannot open event log {self.path}: {exc}") from exc
 
     def _migrate(self) -> None:
-        meta = self._db["meta"]
-        meta.create({"key": str, "value": str}, pk="key", if_not_exists=True)  # type: ignore[union-attr]
+        meta = self._db.table("meta")
+        meta.create({"key": str, "value": str}, pk="key", if_not_exists=True)
         current = int(self._meta("schema_version") or 0)
         with self._conn:
             for version in range(current + 1, SCHEMA_VERSION + 1):

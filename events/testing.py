@@ -155,9 +155,8 @@ def _for_info(info: mi.Type) -> st.SearchStrategy[Any]:
         fields = {f.name: _for_info(f.type) for f in info.fields}
         required = {f.name: fields[f.name] for f in info.fields if f.required}
         optional = {f.name: fields[f.name] for f in info.fields if not f.required}
-        return st.fixed_dictionaries(required, optional=optional).map(
-            lambda kw, cls=info.cls: cls(**kw)
-        )
+        cls = info.cls
+        return st.fixed_dictionaries(required, optional=optional).map(lambda kw: cls(**kw))
     if isinstance(info, mi.UnionType):
         return st.one_of([_for_info(t) for t in info.types])
     if isinstance(info, mi.ListType | mi.VarTupleType):

@@ -44,12 +44,18 @@ WorkflowType = Annotated[
 ]
 Percent = Annotated[int, Meta(ge=0, le=100)]
 ModelSet = Literal["base", "heavy"]
+LogLevel = Literal["INFO", "SUCCESS", "WARNING", "ERROR"]
 RunStatus = Literal["started", "running", "completed", "failed"]
 Timestamp = Annotated[str, Meta(description="ISO 8601 UTC time")]
 
 
 class _Data(Struct, frozen=True, kw_only=True):
-    """Base of every ``data`` payload."""
+    """Base of every ``data`` payload.
+
+    Subclasses here and of ``_Message`` repeat ``frozen=True``: msgspec inherits
+    it anyway, but type checkers read ``dataclass_transform`` per class
+    (msgspec issue #657).
+    """
 
 
 RequestId = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -70,7 +76,7 @@ class _Message(Struct, frozen=True, kw_only=True, tag_field="type", omit_default
 # Client -> server
 
 
-class TriggerWorkflowData(_Data):
+class TriggerWorkflowData(_Data, frozen=True):
     """What to run. Extra fields of existing Kanban clients are accepted."""
 
     workflow_type: WorkflowType
@@ -91,14 +97,14 @@ class TriggerWorkflowData(_Data):
             msgspec.structs.force_setattr(self, "issue_number", str(self.issue_number))
 
 
-class CancelWorkflowData(_Data):
+class CancelWorkflowData(_Data, frozen=True):
     """Which run to cancel, and why."""
 
     adw_id: AdwId
     reason: Annotated[str, Meta(max_length=500)] = ""
 
 
-class SubscribeData(_Data):
+class SubscribeData(_Data, frozen=True):
     """Where to resume: the last seq the client saw, in which log, for which runs."""
 
     since: Annotated[int, Meta(ge=0)] | None = None
@@ -106,32 +112,32 @@ class SubscribeData(_Data):
     adw_ids: list[AdwId] | None = None
 
 
-class Ping(_Message, tag="ping"):
+class Ping(_Message, tag="ping", frozen=True):
     """Heartbeat; answered by ``pong``. ``data`` is optional and ignored."""
 
     data: dict[str, Any] | None = None
 
 
-class TriggerWorkflow(_Message, tag="trigger_workflow"):
+class TriggerWorkflow(_Message, tag="trigger_workflow", frozen=True):
     """Start (or queue) a workflow run."""
 
     data: TriggerWorkflowData
 
 
-class CancelWorkflow(_Message, tag="cancel_workflow"):
+class CancelWorkflow(_Message, tag="cancel_workflow", frozen=True):
     """Cancel a queued or running workflow run."""
 
     data: CancelWorkflowData
 
 
-class Subscribe(_Message, tag="subscribe"):
+class Subscribe(_Message, tag="subscribe", frozen=True):
     """Follow runs (all, or ``adw_ids``) and resume after seq ``since``; answered by
     ``subscribed``, then every later event-derived message, then live ones."""
 
     data: SubscribeData = SubscribeData()
 
 
-class GetQueueStatus(_Message, tag="get_queue_status"):
+class GetQueueStatus(_Message, tag="get_queue_status", frozen=True):
     """Ask for ``queue_status`` of this connection's waiting runs now."""
 
     data: dict[str, Any] | None = None
@@ -139,7 +145,7 @@ class GetQueueStatus(_Message, tag="get_queue_status"):
 
 ClientMessage = Ping | TriggerWorkflow | CancelWorkflow | Subscribe | GetQueueStatus
 CLIENT_TYPES: frozenset[str] = frozenset(
-    m.__struct_config__.tag
+    str(m.__struct_config__.tag)  # a str tag (msgspec's type allows int tags too)
     for m in (Ping, TriggerWorkflow, CancelWorkflow, Subscribe, GetQueueStatus)
 )
 
@@ -150,7 +156,7 @@ CLIENT_TYPES: frozenset[str] = frozenset(
 TriggerOutcome = Literal["queued", "deduplicated", "rejected"]
 
 
-class TriggerResponseData(_Data):
+class TriggerResponseData(_Data, frozen=True):
     """The one answer to a ``trigger_workflow``.
 
     ``outcome`` is what the trigger did, for programs to branch on: ``queued``
@@ -170,7 +176,7 @@ class TriggerResponseData(_Data):
     outcome: TriggerOutcome | None = None
 
 
-class StatusUpdateData(_Data):
+class StatusUpdateData(_Data, frozen=True):
     """A run's status: started, running (with progress), completed or failed.
 
     ``cancelled`` is true on the final ``failed`` update of a run that was
@@ -186,7 +192,7 @@ class StatusUpdateData(_Data):
     cancelled: bool = False
 
 
-class ErrorData(_Data):
+class ErrorData(_Data, frozen=True):
     """What was wrong with a message and what to do about it.
 
     ``code`` is the stable part to branch on; typed as the enum so the JSON
@@ -199,7 +205,7 @@ class ErrorData(_Data):
     details: dict[str, Any] | None = None
 
 
-class ConnectionQualityData(_Data):
+class ConnectionQualityData(_Data, frozen=True):
     """Measured quality of this connection."""
 
     latency: float
@@ -208,7 +214,7 @@ class ConnectionQualityData(_Data):
     last_measurement: Timestamp
 
 
-class HealthStatusData(_Data):
+class HealthStatusData(_Data, frozen=True):
     """The service's health."""
 
     status: Literal["healthy", "degraded", "unhealthy"]
@@ -218,7 +224,7 @@ class HealthStatusData(_Data):
     uptime: float
 
 
-class QueueStatusData(_Data):
+class QueueStatusData(_Data, frozen=True):
     """Where a client's waiting run stands in the queue."""
 
     queue_length: int
@@ -227,7 +233,7 @@ class QueueStatusData(_Data):
     adw_id: str | None = None
 
 
-class WorkflowMetricsData(_Data):
+class WorkflowMetricsData(_Data, frozen=True):
     """Measured figures of one run: at its start (``phase`` start, with the
     expected duration) and at its end (``phase`` final, with what it used)."""
 
@@ -241,7 +247,7 @@ class WorkflowMetricsData(_Data):
     expected_execution_time: float | None = None
 
 
-class CancelResponseData(_Data):
+class CancelResponseData(_Data, frozen=True):
     """What came of a ``cancel_workflow``."""
 
     adw_id: str
@@ -249,7 +255,7 @@ class CancelResponseData(_Data):
     message: str
 
 
-class StageTransitionData(_Data):
+class StageTransitionData(_Data, frozen=True):
     """A card moved between Kanban stages."""
 
     adw_id: str
@@ -260,17 +266,17 @@ class StageTransitionData(_Data):
     timestamp: Timestamp
 
 
-class WorkflowLogData(_Data):
+class WorkflowLogData(_Data, frozen=True):
     """A line of a run's output."""
 
     adw_id: str
     workflow_name: str
     message: str
-    level: Literal["INFO", "SUCCESS", "WARNING", "ERROR"]
+    level: LogLevel
     timestamp: Timestamp
 
 
-class SubscribedData(_Data):
+class SubscribedData(_Data, frozen=True):
     """How a subscription resumes."""
 
     epoch: str
@@ -280,7 +286,7 @@ class SubscribedData(_Data):
     message: str
 
 
-class ErrorReportData(_Data):
+class ErrorReportData(_Data, frozen=True):
     """A classified error with what can be done about it."""
 
     error_id: str
@@ -293,7 +299,7 @@ class ErrorReportData(_Data):
     adw_id: str | None = None
 
 
-class RecoveryInstructionsData(_Data):
+class RecoveryInstructionsData(_Data, frozen=True):
     """Steps to recover from a reported error."""
 
     error_id: str
@@ -302,7 +308,7 @@ class RecoveryInstructionsData(_Data):
     success_probability: float
 
 
-class AuthChallengeData(_Data):
+class AuthChallengeData(_Data, frozen=True):
     """A challenge the client must answer to authenticate."""
 
     challenge: str
@@ -310,7 +316,7 @@ class AuthChallengeData(_Data):
     expires_in: float
 
 
-class AuthResponseData(_Data):
+class AuthResponseData(_Data, frozen=True):
     """The outcome of authentication: who the client is and may do."""
 
     token: str
@@ -319,7 +325,7 @@ class AuthResponseData(_Data):
     expires_at: Timestamp
 
 
-class PerformanceMetricsData(_Data):
+class PerformanceMetricsData(_Data, frozen=True):
     """Periodic resource figures of the service."""
 
     cpu_usage: float
@@ -329,7 +335,7 @@ class PerformanceMetricsData(_Data):
     timestamp: Timestamp
 
 
-class AlertData(_Data):
+class AlertData(_Data, frozen=True):
     """Something an operator should know or act on."""
 
     alert_id: str
@@ -340,121 +346,121 @@ class AlertData(_Data):
     actions_required: list[str]
 
 
-class Subscribed(_Message, tag="subscribed"):
+class Subscribed(_Message, tag="subscribed", frozen=True):
     """Answer to ``subscribe``: ``recovered`` false means the current state follows
     instead of the missed events (other epoch, or a seq the log does not hold)."""
 
     data: SubscribedData
 
 
-class CancelResponse(_Message, tag="cancel_response"):
+class CancelResponse(_Message, tag="cancel_response", frozen=True):
     """Answer to ``cancel_workflow``; the run's own ``status_update`` follows."""
 
     data: CancelResponseData
     seq: int | None = None
 
 
-class StageTransition(_Message, tag="stage_transition"):
+class StageTransition(_Message, tag="stage_transition", frozen=True):
     """A run moved its card (Kanban boards move the card on this)."""
 
     data: StageTransitionData
     seq: int | None = None
 
 
-class WorkflowLog(_Message, tag="workflow_log"):
+class WorkflowLog(_Message, tag="workflow_log", frozen=True):
     """A line of a run's output (at most ``log_lines_per_s`` per run)."""
 
     data: WorkflowLogData
     seq: int | None = None
 
 
-class Pong(_Message, tag="pong"):
+class Pong(_Message, tag="pong", frozen=True):
     """Answer to ``ping``; ``timestamp`` is the server's clock in epoch ms."""
 
     timestamp: int
 
 
-class TriggerResponse(_Message, tag="trigger_response"):
+class TriggerResponse(_Message, tag="trigger_response", frozen=True):
     """Answer to ``trigger_workflow``; ``seq`` of the event that decided it."""
 
     data: TriggerResponseData
     seq: int | None = None
 
 
-class StatusUpdate(_Message, tag="status_update"):
+class StatusUpdate(_Message, tag="status_update", frozen=True):
     """A run's status changed; ``seq`` of its event."""
 
     data: StatusUpdateData
     seq: int | None = None
 
 
-class Error(_Message, tag="error"):
+class Error(_Message, tag="error", frozen=True):
     """A message could not be handled; the connection stays open."""
 
     data: ErrorData
 
 
-class ConnectionQuality(_Message, tag="connection_quality"):
+class ConnectionQuality(_Message, tag="connection_quality", frozen=True):
     """Connection quality report."""
 
     data: ConnectionQualityData
 
 
-class HealthStatus(_Message, tag="health_status"):
+class HealthStatus(_Message, tag="health_status", frozen=True):
     """Server health, sent periodically."""
 
     data: HealthStatusData
     seq: int | None = None
 
 
-class QueueStatus(_Message, tag="queue_status"):
+class QueueStatus(_Message, tag="queue_status", frozen=True):
     """Queue position of a waiting run."""
 
     data: QueueStatusData
     seq: int | None = None
 
 
-class WorkflowMetrics(_Message, tag="workflow_metrics"):
+class WorkflowMetrics(_Message, tag="workflow_metrics", frozen=True):
     """Figures of a run, at its start and its end."""
 
     data: WorkflowMetricsData
     seq: int | None = None
 
 
-class ErrorReport(_Message, tag="error_report"):
+class ErrorReport(_Message, tag="error_report", frozen=True):
     """A detailed, classified error report."""
 
     data: ErrorReportData
     seq: int | None = None
 
 
-class RecoveryInstructions(_Message, tag="recovery_instructions"):
+class RecoveryInstructions(_Message, tag="recovery_instructions", frozen=True):
     """How to recover from a reported error."""
 
     data: RecoveryInstructionsData
     seq: int | None = None
 
 
-class AuthChallenge(_Message, tag="auth_challenge"):
+class AuthChallenge(_Message, tag="auth_challenge", frozen=True):
     """Authentication challenge."""
 
     data: AuthChallengeData
 
 
-class AuthResponse(_Message, tag="auth_response"):
+class AuthResponse(_Message, tag="auth_response", frozen=True):
     """Authentication result."""
 
     data: AuthResponseData
 
 
-class PerformanceMetrics(_Message, tag="performance_metrics"):
+class PerformanceMetrics(_Message, tag="performance_metrics", frozen=True):
     """Periodic performance figures."""
 
     data: PerformanceMetricsData
     seq: int | None = None
 
 
-class Alert(_Message, tag="alert"):
+class Alert(_Message, tag="alert", frozen=True):
     """An alert notification."""
 
     data: AlertData

@@ -67,7 +67,7 @@ class ViewStore:
                 db[name].drop()
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         t = db.table
-        t("checkpoint").create(  # type: ignore[union-attr]
+        t("checkpoint").create(
             {"name": str, "seq": int, "epoch": str, "max_concurrent": int, "audit_count": int},
             pk="name",
             if_not_exists=True,
@@ -84,18 +84,18 @@ class ViewStore:
                 ("queued_ts", "started_ts", "ended_ts", "duration_s", "expected_s"), float
             )
         )
-        t("runs").create(columns, pk=("adw_id", "workflow_type"), if_not_exists=True)  # type: ignore[union-attr]
-        t("runs").create_index(["status"], if_not_exists=True)  # type: ignore[union-attr]
-        t("runs").create_index(["last_seq"], if_not_exists=True)  # type: ignore[union-attr]
-        t("type_metrics").create(  # type: ignore[union-attr]
+        t("runs").create(columns, pk=("adw_id", "workflow_type"), if_not_exists=True)
+        t("runs").create_index(["status"], if_not_exists=True)
+        t("runs").create_index(["last_seq"], if_not_exists=True)
+        t("type_metrics").create(
             {"workflow_type": str, "completed": int, "failed": int, "durations": str},
             pk="workflow_type",
             if_not_exists=True,
         )
         audit: dict[str, Any] = dict.fromkeys(_AUDIT_COLUMNS, str)
         audit.update(seq=int, ts=float)
-        t("audit").create(audit, pk="seq", if_not_exists=True)  # type: ignore[union-attr]
-        t("audit").create_index(["adw_id"], if_not_exists=True)  # type: ignore[union-attr]
+        t("audit").create(audit, pk="seq", if_not_exists=True)
+        t("audit").create_index(["adw_id"], if_not_exists=True)
 
     def checkpoint(self) -> tuple[int, str]:
         """``(seq, epoch)`` the views cover; ``(0, "")`` when empty."""
@@ -205,7 +205,8 @@ class ViewStore:
         limit: int | None = None,
     ) -> Iterator[AuditEntry]:
         """Audit entries, oldest first, filtered."""
-        where, params = ["1 = 1"], []
+        where: list[str] = ["1 = 1"]
+        params: list[str | float] = []
         for column, value in (("adw_id", adw_id), ("principal", principal), ("outcome", outcome)):
             if value is not None:
                 where.append(f"{column} = ?")

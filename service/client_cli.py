@@ -148,7 +148,7 @@ async def cancel(args: argparse.Namespace, ws_url: str) -> int:
 
 def status_document(base: str) -> dict[str, Any]:
     """Runs, queue, metrics and health in one document."""
-    overview = get_json(base, "/api/runs")
+    overview: dict[str, Any] = get_json(base, "/api/runs")  # a JSON object
     overview["health"] = get_json(base, "/health")
     return overview
 

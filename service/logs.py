@@ -78,7 +78,7 @@ def make_formatter(fmt: LogFormat) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else logging.Formatter(PLAIN_FORMAT)
 
 
-class _Handler(logging.StreamHandler):
+class _Handler(logging.StreamHandler[IO[str]]):
     """The stderr handler configure_logging installs (told apart from anyone else's)."""
 
 

@@ -35,6 +35,7 @@ from adwd.events.wire import (
     CancelWorkflow,
     CancelWorkflowData,
     GetQueueStatus,
+    ModelSet,
     Ping,
     Pong,
     QueueStatusData,
@@ -206,7 +207,7 @@ class AdwdClient:
         *,
         issue_number: str | int | None = None,
         adw_id: str | None = None,
-        model_set: str = "base",
+        model_set: ModelSet = "base",
         trigger_reason: str | None = None,
         **extra: Any,
     ) -> TriggerResponseData:
@@ -217,7 +218,7 @@ class AdwdClient:
             workflow_type=workflow_type,
             adw_id=adw_id,
             issue_number=issue_number,
-            model_set=model_set,  # type: ignore[arg-type]
+            model_set=model_set,
             trigger_reason=trigger_reason,
             **extra,
         )

@@ -13,7 +13,6 @@ import enum
 import urllib.parse
 import weakref
 from collections.abc import Callable
-from typing import Any
 
 from adwd.events.errors import AdwdError, ErrorCode
 from adwd.events.wire import (
@@ -186,7 +185,13 @@ def resume_url(url: str, since: int | None, epoch: str | None) -> str:
 
 Item = tuple[ServerMessage, bool]  # (message, part of a current-state snapshot)
 _TERMINAL = ("completed", "failed")
-_END: Any = object()
+
+
+class _End:
+    """The end marker a finished feed puts on its queue."""
+
+
+_END = _End()
 
 
 class Feed:
@@ -206,7 +211,7 @@ class Feed:
         self.match = match
         self.size = size
         self.on_close = on_close  # what the consumer gets if the client closes first
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(size)
+        self._queue: asyncio.Queue[Item | _End] = asyncio.Queue(size)
         self._done = False
         self._error: BaseException | None = None
         self._last_seq: int | None = None
@@ -241,11 +246,13 @@ class Feed:
     async def get(self) -> Item | None:
         """The next item; None at the end; raises the error the feed finished with."""
         if self._done and self._queue.empty():
-            return self._end()
+            self._end()
+            return None
         item = await self._queue.get()
-        if item is _END:
-            return self._end()
-        return item  # type: ignore[no-any-return]
+        if isinstance(item, _End):
+            self._end()
+            return None
+        return item
 
     def _end(self) -> None:
         if self._error is not None:

@@ -39,7 +39,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, NamedTuple, assert_never
+from typing import Any, NamedTuple, assert_never, cast
 
 import h11
 import msgspec
@@ -200,7 +200,9 @@ class HttpExchange:
                     )
                     return Continue(self._send(continue_))
                 return None
-            step = self._take(event)
+            # h11's sentinels are classes, which mypy does not narrow by identity:
+            # NEED_DATA was handled above.
+            step = self._take(cast("h11.Event | type[h11.PAUSED]", event))
             if step is not None:
                 return step
         return None
@@ -436,7 +438,9 @@ class HttpAwareConnection(ServerConnection):
             case unexpected:
                 assert_never(unexpected)
 
-    def eof_received(self) -> bool | None:
+    # websockets declares eof_received -> None; asyncio.Protocol's contract is
+    # bool | None (True keeps the transport open), which this override uses.
+    def eof_received(self) -> bool | None:  # type: ignore[override]
         """A peer that half-closes after its request still gets the reply."""
         if self._exchange is None:
             return super().eof_received()
@@ -461,8 +465,10 @@ class HttpAwareConnection(ServerConnection):
 
     def _local(self) -> bool:
         peer = self.transport.get_extra_info("peername") if self.transport else None
+        if not peer:
+            return False
         try:
-            return bool(peer) and ipaddress.ip_address(peer[0]).is_loopback
+            return ipaddress.ip_address(peer[0]).is_loopback
         except ValueError:
             return False
 

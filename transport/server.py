@@ -19,7 +19,7 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pykka
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -127,9 +127,13 @@ class TransportActor(Actor):
             extensions=self._extensions,
             # Each connection's first request is read by http_api: a WebSocket upgrade
             # goes on to websockets, every other request is answered there.
-            create_connection=functools.partial(
-                HttpAwareConnection,
-                backend=Backend(read=self._http_answer, route=self._route_update),
+            # websockets types this as the class but only calls it: a partial is enough.
+            create_connection=cast(
+                "type[ServerConnection]",
+                functools.partial(
+                    HttpAwareConnection,
+                    backend=Backend(read=self._http_answer, route=self._route_update),
+                ),
             ),
         )
 
@@ -274,7 +278,7 @@ class TransportActor(Actor):
             async for frame in ws:
                 # A subscribe must not let live messages slip ahead of its replay:
                 # pause here, before the actor even decodes it.
-                paused = (b"subscribe" if isinstance(frame, bytes) else "subscribe") in frame
+                paused = b"subscribe" in frame if isinstance(frame, bytes) else "subscribe" in frame
                 if paused:
                     self._router.pause(connection_id)
                 actor.tell(Inbound(connection_id, frame, paused))

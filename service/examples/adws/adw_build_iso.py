@@ -52,13 +52,14 @@ def main() -> int:
     plan_path = ctx.work_dir / "plan.md"
     if plan_path.is_file():
         plan_bytes = plan_path.read_bytes()
-        plan_sha256: str | None = hashlib.sha256(plan_bytes).hexdigest()
+        digest = hashlib.sha256(plan_bytes).hexdigest()
+        plan_sha256: str | None = digest
         checklist = [
             line[len("- [ ] ") :]
             for line in plan_bytes.decode("utf-8", "replace").splitlines()
             if line.startswith("- [ ] ")
         ]
-        log(f"read plan.md: {len(checklist)} checklist items, sha256 {plan_sha256[:12]}")
+        log(f"read plan.md: {len(checklist)} checklist items, sha256 {digest[:12]}")
     else:
         plan_sha256 = None
         checklist = []
