@@ -30,11 +30,8 @@ from adwd.events.wire import (
     Pong,
     ServerMessage,
     StatusUpdate,
-    StatusUpdateData,
     Subscribed,
     SubscribedData,
-    WorkflowMetrics,
-    WorkflowMetricsData,
 )
 from adwd.service.app import Service
 from adwd.transport.client import (
@@ -48,6 +45,7 @@ from adwd.transport.client import (
 )
 from tests.integration import conftest as itc
 from tests.integration.conftest import Running, services
+from tests.messages import status_update, workflow_metrics
 
 T = 20.0  # the bound on every wait
 FAST: dict[str, float] = {
@@ -206,31 +204,6 @@ class Proxy:
 
 def _frame(message: msgspec.Struct) -> bytes:
     return msgspec.json.encode(message)
-
-
-def _update(seq: int, adw_id: str, status: str = "running") -> StatusUpdate:
-    data = StatusUpdateData(
-        adw_id=adw_id,
-        status=status,
-        message="",
-        progress_percent=50,
-        current_step="Step",
-        workflow_name="adw_sleep",
-    )
-    return StatusUpdate(data, seq=seq)
-
-
-def _metrics(seq: int, adw_id: str) -> WorkflowMetrics:
-    data = WorkflowMetricsData(
-        adw_id=adw_id,
-        execution_time=1.0,
-        resource_usage={},
-        performance_score=100.0,
-        workflow_name="adw_sleep",
-        phase="final",
-        status="completed",
-    )
-    return WorkflowMetrics(data, seq=seq)
 
 
 def _subscribed(epoch: str, recovered: bool, resume_from: int) -> Subscribed:
@@ -530,14 +503,18 @@ def test_resume_url_boundary_seq_and_a_new_epoch() -> None:
     seq): the client resumes from the seq before, and drops what it already had."""
     script: dict[int, list[msgspec.Struct]] = {
         1: [  # plain connect: state, then (after subscribe) subscribed and the state again
-            _update(3, "b1"),
+            status_update(3, "b1"),
             _subscribed("e1", False, 5),
-            _update(3, "b1"),
-            _update(6, "b1"),
-            _update(7, "b1", "completed"),
+            status_update(3, "b1"),
+            status_update(6, "b1"),
+            status_update(7, "b1", "completed"),
         ],
-        2: [_subscribed("e1", True, 6), _update(7, "b1", "completed"), _metrics(7, "b1")],
-        3: [_subscribed("e2", False, 2), _update(2, "b2", "failed"), _update(3, "b3")],
+        2: [
+            _subscribed("e1", True, 6),
+            status_update(7, "b1", "completed"),
+            workflow_metrics(7, "b1"),
+        ],
+        3: [_subscribed("e2", False, 2), status_update(2, "b2", "failed"), status_update(3, "b3")],
     }
     queries: list[dict[str, str]] = []
 
@@ -580,7 +557,7 @@ def test_resume_url_boundary_seq_and_a_new_epoch() -> None:
 def test_a_slow_iterator_stops_and_says_so() -> None:
     async def play(ws: ServerConnection, message: dict[str, Any]) -> None:
         if message["type"] == "subscribe":
-            for m in [_subscribed("e", False, 0), *(_update(s, "s1") for s in range(1, 7))]:
+            for m in [_subscribed("e", False, 0), *(status_update(s, "s1") for s in range(1, 7))]:
                 await ws.send(_frame(m).decode())
         elif message["type"] == "ping":
             await ws.send(json.dumps({**message, "type": "pong", "timestamp": 0}))
