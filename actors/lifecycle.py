@@ -17,10 +17,13 @@ through stages the run or its workflow named.
 from __future__ import annotations
 
 import signal
-from typing import TypedDict
+import uuid
+from collections.abc import Callable
+from typing import Literal, TypedDict
 
 from msgspec import Struct
 
+from adwd.actors.classify import Cause, classify, report
 from adwd.actors.ratelimit import TokenBucket
 from adwd.events.domain import (
     ActorFailed,
@@ -76,6 +79,7 @@ class StopLater(Struct, frozen=True):
 
     delay_s: float
     reason: str
+    cause: Literal["timeout"] = "timeout"
 
 
 class Ended(Struct, frozen=True):
@@ -108,6 +112,7 @@ class RunLifecycle:
         grace_s: float = 5.0,
         timeout_s: float = 0.0,
         logs_path: str = "",
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:12],
     ) -> None:
         self._ids: _RunIds = {"adw_id": adw_id, "workflow_type": workflow_type}
         self._workflow_type = workflow_type
@@ -122,7 +127,9 @@ class RunLifecycle:
         self._logs_path = logs_path
         self._started_at: float | None = None
         self._progress = 0
+        self._new_id = new_id
         self._stop_reason: str | None = None
+        self._stop_cause: Cause = "exit"
         self._cancelled = False
         self._ended = False
 
@@ -140,7 +147,7 @@ class RunLifecycle:
 
     def spawn_failed(self, reason: str) -> list[Output]:
         """The child could not be started (no log, no script, no cwd...)."""
-        return self._end(RunFailed(**self._ids, reason=reason), now=None)
+        return self._end(RunFailed(**self._ids, reason=reason), now=None, cause="spawn")
 
     def spawned(
         self, *, pid: int, argv: list[str], cwd: str, proc_start: int, now: float
@@ -204,11 +211,18 @@ class RunLifecycle:
             return []
         return [*self._note_suppressed(), RunLogged(**self._ids, level=level, message=text)]
 
-    def stop_requested(self, reason: str, *, cancelled: bool = False) -> list[Output]:
+    def stop_requested(
+        self,
+        reason: str,
+        *,
+        cancelled: bool = False,
+        cause: Literal["cancel", "timeout", "output"] = "cancel",
+    ) -> list[Output]:
         """Cancel, timeout or a failed log: SIGTERM now, SIGKILL after the grace."""
         if self._ended or self._stop_reason is not None:
             return []
         self._stop_reason, self._cancelled = reason, cancelled
+        self._stop_cause = "exit" if cause == "cancel" else cause
         return [Signal(signal.SIGTERM), KillLater(self._grace_s)]
 
     def kill_due(self) -> list[Output]:
@@ -248,7 +262,7 @@ class RunLifecycle:
                 exit_code=returncode,
                 progress_percent=self._progress,
             )
-        return self._end(event, now=now)
+        return self._end(event, now=now, cause=self._stop_cause)
 
     def interrupted(self, returncode: int | None, now: float) -> list[Output]:
         """The service shuts down while the run is in progress (its group was stopped)."""
@@ -262,7 +276,7 @@ class RunLifecycle:
             progress_percent=self._progress,
             expected_s=self._expected_s,
         )
-        return self._end(event, now=now, notify=False)
+        return self._end(event, now=now, notify=False, cause="interrupted")
 
     def failed_inside(self, exception: str, returncode: int | None, now: float) -> list[Output]:
         """Supervision: the run's actor failed (its group was stopped)."""
@@ -284,7 +298,7 @@ class RunLifecycle:
             expected_s=self._expected_s,
         )
         # Straight to the end: the card moves and the slot is freed, as for any failure.
-        return out + self._end(event, now=now)
+        return out + self._end(event, now=now, cause="internal")
 
     # -- rules -------------------------------------------------------------
 
@@ -302,8 +316,11 @@ class RunLifecycle:
         self._suppressed = 0
         return [RunLogged(**self._ids, level="WARNING", message=text)]
 
-    def _end(self, event: DomainEvent, *, now: float | None, notify: bool = True) -> list[Output]:
-        """The one terminal event, after the card's move; then Ended."""
+    def _end(
+        self, event: DomainEvent, *, now: float | None, cause: Cause, notify: bool = True
+    ) -> list[Output]:
+        """The one terminal event, after the card's move; a failure's classified
+        report (not a cancel's: nothing failed); then Ended."""
         out = self._note_suppressed()
         # The card moves first, so the terminal status and metrics stay the run's last words.
         if isinstance(event, RunCompleted) and not self._manages_stages:
@@ -312,6 +329,18 @@ class RunLifecycle:
             out += self._move("errored", event.reason)
         self._ended = True
         out.append(event)
+        if isinstance(event, RunFailed) and not event.cancelled:
+            error = classify(cause, event.exit_code)
+            out.append(
+                report(
+                    error,
+                    error_id=self._new_id(),
+                    adw_id=self._ids["adw_id"],
+                    workflow_type=self._workflow_type,
+                    reason=event.reason,
+                    logs_path=self._logs_path,
+                )
+            )
         took = event.duration_s if isinstance(event, RunCompleted) else None
         out.append(Ended(self._stage, took, notify))
         return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from msgspec import Struct
 
@@ -153,6 +153,7 @@ class Stop(Struct, frozen=True):
 
     reason: str
     cancelled: bool = False
+    cause: Literal["cancel", "timeout", "output"] = "cancel"
 
 
 class Kill(Struct, frozen=True):

@@ -147,6 +147,7 @@ def wire_messages(stored: StoredEvent) -> list[Delivery]:
             recovery_options=e.recovery_options,
             timestamp=_iso(stored.ts),
             adw_id=e.adw_id or None,
+            error_class=e.error_class or None,
         )
         return [(None, e.adw_id or None, encode(ErrorReport(report, seq=seq)))]
     return []

@@ -230,11 +230,15 @@ class WorkflowActor(Actor):
         elif isinstance(message, Exited):
             outputs = self._on_exit(message.returncode, message.usage)
         elif isinstance(message, Stop):
-            outputs = run.stop_requested(message.reason, cancelled=message.cancelled)
+            outputs = run.stop_requested(
+                message.reason, cancelled=message.cancelled, cause=message.cause
+            )
         elif isinstance(message, Kill):
             outputs = run.kill_due()
         elif isinstance(message, OutputFailed):
-            outputs = run.stop_requested(f"its output could not be written: {message.reason}")
+            outputs = run.stop_requested(
+                f"its output could not be written: {message.reason}", cause="output"
+            )
         elif isinstance(message, _OpenGate):
             self._open_gate()
             outputs = []
@@ -290,7 +294,7 @@ class WorkflowActor(Actor):
             elif isinstance(out, KillLater):
                 self._later(out.delay_s, Kill())
             elif isinstance(out, StopLater):
-                self._later(out.delay_s, Stop(reason=out.reason))
+                self._later(out.delay_s, Stop(reason=out.reason, cause=out.cause))
             elif isinstance(out, Ended):
                 self._ended(out)
             elif isinstance(out, RunStarted):

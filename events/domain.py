@@ -180,6 +180,7 @@ class ErrorReported(DomainEvent, tag="error_reported", frozen=True):
     recovery_options: list[str]
     adw_id: str = ""
     workflow_type: str = ""
+    error_class: str = ""  # a stable id, e.g. workflow.exit_nonzero (actors/classify.py)
 
 
 class OrphanStopped(DomainEvent, tag="orphan_stopped", frozen=True):

@@ -297,6 +297,7 @@ class ErrorReportData(_Data, frozen=True):
     recovery_options: list[str]
     timestamp: Timestamp
     adw_id: str | None = None
+    error_class: str | None = None  # stable id of the failure's class (docs/workflows.md)
 
 
 class RecoveryInstructionsData(_Data, frozen=True):

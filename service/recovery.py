@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 
+from adwd.actors.classify import INTERRUPTED as INTERRUPTED_CLASS
 from adwd.actors.processes import group_members, is_same_process, start_ticks, stop_groups
 from adwd.events.domain import ErrorReported, OrphanStopped, RunFailed, workflow_stream
 from adwd.events.store import NewEvent
@@ -71,8 +72,9 @@ def interrupted_report(view: RunView) -> ErrorReported:
     adw_id, workflow_type = view.key
     return ErrorReported(
         error_id=uuid.uuid4().hex[:12],
-        category="workflow",
-        severity="high",
+        category=INTERRUPTED_CLASS.category,
+        severity=INTERRUPTED_CLASS.severity,
+        error_class=INTERRUPTED_CLASS.id,
         description=(
             f"{workflow_type} for {adw_id} was running when the service stopped "
             f"(at {view.progress_percent}%, step {view.current_step or 'unknown'!r}); "

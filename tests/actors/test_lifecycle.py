@@ -9,6 +9,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from adwd.actors.classify import CLASSES
 from adwd.actors.lifecycle import (
     INTERRUPTED,
     Ended,
@@ -21,6 +22,7 @@ from adwd.actors.lifecycle import (
 )
 from adwd.events.domain import (
     ActorFailed,
+    ErrorReported,
     RunCompleted,
     RunFailed,
     RunLogged,
@@ -135,7 +137,10 @@ class RunMachine(RuleBasedStateMachine):
         assert len(ended) == len(terminal)
         assert self.run.ended == bool(terminal)
         if terminal:
-            assert ended[0] == terminal[0] + 1  # the terminal event, then Ended
+            # The terminal event, a failure's report, then Ended.
+            between = self.outputs[terminal[0] + 1 : ended[0]]
+            assert all(isinstance(o, ErrorReported) for o in between), between
+            assert len(between) <= 1
             after = self.outputs[ended[0] + 1 :]
             assert all(isinstance(o, ActorFailed) for o in after), after
 
@@ -159,6 +164,29 @@ class RunMachine(RuleBasedStateMachine):
             assert event.reason == INTERRUPTED
         elif self.ended_by == "failed_inside":
             assert "failed inside adwd" in event.reason
+
+    @invariant()
+    def every_failure_but_a_cancel_is_reported_with_its_class(self) -> None:
+        failed = [o for o in self.outputs if isinstance(o, RunFailed)]
+        reports = [o for o in self.outputs if isinstance(o, ErrorReported)]
+        if not failed or failed[0].cancelled:
+            assert reports == []
+            return
+        assert len(reports) == 1
+        got = reports[0]
+        assert got.adw_id == "a1"
+        assert got.error_class in {c.id for c in CLASSES}
+        assert "/x/execution.log" in got.suggested_actions[0]
+        expected = {
+            "spawn_failed": "system.spawn",
+            "shutdown": "system.interrupted",
+            "failed_inside": "system.internal",
+        }.get(self.ended_by or "")
+        if expected is None:  # the workflow exited
+            code = failed[0].exit_code
+            killed = code is not None and code < 0 and code != -signal.SIGTERM
+            expected = "system.killed" if killed else "workflow.exit_nonzero"
+        assert got.error_class == expected
 
     @invariant()
     def the_card_moves_as_a_chain_and_a_failure_ends_in_errored(self) -> None:

@@ -62,7 +62,8 @@ def test_sigkill_then_restart(
 
     watcher = restarted.client("/ws/trigger?since=0")
     report = watcher.wait_for(lambda m: m["type"] == "error_report")
-    assert report["data"]["category"] == "workflow"
+    assert report["data"]["category"] == "system"
+    assert report["data"]["error_class"] == "system.interrupted"
     release.touch()
     assert watcher.wait_terminal("waiting")["data"]["status"] == "completed"  # queued: still ran
     statuses = [

@@ -182,8 +182,10 @@ def test_events_for_a_person_are_one_line_each_without_colour(
     assert len(lines) == len([e for e in events if e["stream"] == "workflow:bad1"])
     assert "run_queued" in lines[0]
     assert "(by anonymous)" in lines[0]
-    assert "#fail" in lines[-1]
-    assert "run_failed" in lines[-1]
+    assert "run_failed" in lines[-2]
+    assert "#fail" in lines[-2]
+    assert "error_reported" in lines[-1]  # every failed run is classified and reported
+    assert "workflow error" in lines[-1]
     assert "\x1b[" not in out
 
 
