@@ -13,14 +13,15 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 from adwd.actors.catalogue import WorkflowSpec, logs_path
 from adwd.events.domain import RunQueued, TriggerDeduplicated, TriggerRejected
 from adwd.events.errors import ErrorCode
-from adwd.events.wire import TriggerWorkflowData
+from adwd.events.wire import RecoverData, TriggerWorkflowData
+from adwd.projections.lineage import Failure, LineageProjection
 
 RunKey = tuple[str, str]
 
@@ -52,6 +53,40 @@ class SchedulerState:
         self.active.pop(key, None)
 
 
+def missing_dependency(
+    spec: WorkflowSpec, workflow_type: str, adw_id: str | None, lineage: LineageProjection
+) -> tuple[str, dict[str, Any]] | None:
+    """Why a workflow cannot run on this adw_id yet (a message and details), or None.
+
+    Checked against the log: the adw_id must be known, and a completed run of
+    it must have covered every stage the workflow ``requires``.
+    """
+    if not spec.requires:
+        return None
+    needs = ", ".join(spec.requires)
+    if adw_id is None:
+        return (
+            f"{workflow_type} works on what an earlier run made: give the adw_id of a run "
+            f"that completed {needs} (e.g. from adw_plan_iso's trigger_response).",
+            {"field": "data.adw_id", "requires": list(spec.requires)},
+        )
+    if adw_id not in lineage.known:
+        return (
+            f"No run has adw_id {adw_id!r}: {workflow_type} needs the adw_id of a run that "
+            f"completed {needs}. Check the adw_id, or run adw_plan_iso first.",
+            {"field": "data.adw_id", "adw_id": adw_id, "requires": list(spec.requires)},
+        )
+    missing = [s for s in spec.requires if not lineage.has_completed(adw_id, s)]
+    if missing:
+        return (
+            f"{workflow_type} needs a completed {', '.join(missing)} stage for adw_id "
+            f"{adw_id!r}, and no run of it has completed that yet. Run (or retry) "
+            f"the {missing[0]} stage first.",
+            {"adw_id": adw_id, "requires": list(spec.requires), "missing": missing},
+        )
+    return None
+
+
 def decide_trigger(
     state: SchedulerState,
     trigger: TriggerWorkflowData,
@@ -62,6 +97,8 @@ def decide_trigger(
     connection_id: str | None,
     new_adw_id: str,
     request_id: str | None = None,
+    lineage: LineageProjection | None = None,
+    now: float = 0.0,
 ) -> RunQueued | TriggerDeduplicated | TriggerRejected:
     """Admit, deduplicate or reject one trigger."""
     adw_id = trigger.adw_id or new_adw_id
@@ -85,6 +122,20 @@ def decide_trigger(
             adw_id=adw_id,
             workflow_type=workflow_type,
             logs_path=existing.logs_path,
+            connection_id=connection_id,
+            request_id=request_id,
+        )
+    spec = catalogue[workflow_type]
+    missing = missing_dependency(
+        spec, workflow_type, trigger.adw_id, lineage or LineageProjection()
+    )
+    if missing is not None:
+        return TriggerRejected(
+            error=ErrorCode.CONFLICT,
+            message=missing[0],
+            adw_id=trigger.adw_id or "",
+            workflow_type=workflow_type,
+            details=missing[1],
             connection_id=connection_id,
             request_id=request_id,
         )
@@ -114,6 +165,8 @@ def decide_trigger(
         config=trigger.config,
         connection_id=connection_id,
         request_id=request_id,
+        first_queued=now,
+        covers=list(trigger.stages if spec.pass_stages and trigger.stages else spec.stages),
     )
 
 
@@ -137,7 +190,11 @@ def repeat_answer(
 
 
 def runs_to_start(
-    state: SchedulerState, *, catalogue: Mapping[str, WorkflowSpec], max_concurrent: int
+    state: SchedulerState,
+    *,
+    catalogue: Mapping[str, WorkflowSpec],
+    max_concurrent: int,
+    now: float = float("inf"),
 ) -> list[RunKey]:
     """The waiting runs to start now, in FIFO order.
 
@@ -152,6 +209,9 @@ def runs_to_start(
             break
         adw_id, workflow_type = key
         if any(r[0] == adw_id for r in running):
+            continue
+        due = state.active[key].not_before
+        if due is not None and due > now:  # a retry waiting out its backoff
             continue
         limit = catalogue[workflow_type].max_concurrent if workflow_type in catalogue else 0
         if limit and sum(1 for r in running if r[1] == workflow_type) >= limit:
@@ -238,3 +298,114 @@ def authorise_update(
             return "accepted", key
         return "forbidden", None
     return "not_found", None
+
+
+def next_attempt(
+    failed: RunQueued, *, error_id: str, error_class: str, retry_in_s: float, now: float
+) -> RunQueued:
+    """The automatic retry of a failed run: the same request, one attempt
+    later, linked to the failure, waiting out its backoff."""
+    return msgspec.structs.replace(
+        failed,
+        attempt=failed.attempt + 1,
+        retry_of=error_id,
+        recovers_class=error_class,
+        recovery="auto_retry",
+        not_before=now + retry_in_s,
+        first_queued=failed.first_queued or now,
+        connection_id=None,
+        request_id=None,
+    )
+
+
+def decide_recover(
+    data: RecoverData,
+    *,
+    lineage: LineageProjection,
+    state: SchedulerState,
+    catalogue: Mapping[str, WorkflowSpec],
+    connection_id: str | None,
+    request_id: str | None,
+    now: float,
+    resume_type: str = "adw_orchestrator",
+) -> RunQueued | TriggerRejected | Failure:
+    """A user's recovery of a failure: the new run (linked to the failure), a
+    rejection saying why not, or, for ``cancel``, the failure to cancel."""
+    failure = lineage.failure(error_id=data.error_id, adw_id=data.adw_id)
+
+    def reject(code: ErrorCode, message: str, **details: Any) -> TriggerRejected:
+        return TriggerRejected(
+            error=code,
+            message=message,
+            adw_id=failure.adw_id if failure else data.adw_id or "",
+            workflow_type=failure.workflow_type if failure else "",
+            details=details,
+            connection_id=connection_id,
+            request_id=request_id,
+        )
+
+    if data.error_id is None and data.adw_id is None:
+        return reject(
+            ErrorCode.VALIDATION_ERROR,
+            "recover needs data.error_id (from an error_report) or data.adw_id (its latest "
+            "failure); give one.",
+            field="data.error_id",
+        )
+    if failure is None or failure.request is None:
+        named = f"error_id {data.error_id!r}" if data.error_id else f"adw_id {data.adw_id!r}"
+        return reject(
+            ErrorCode.NOT_FOUND,
+            f"No failed run is known by {named}; use the error_id of an error_report "
+            "(or the adw_id of a failed run).",
+            field="data.error_id" if data.error_id else "data.adw_id",
+        )
+    if data.option == "cancel":
+        return failure
+    key = (failure.adw_id, failure.workflow_type)
+    if key in state.active:
+        return reject(
+            ErrorCode.CONFLICT,
+            f"{failure.workflow_type} for {failure.adw_id} is already queued or running again; "
+            "wait for it, or cancel it first.",
+            adw_id=failure.adw_id,
+        )
+    base = msgspec.structs.replace(
+        failure.request,
+        attempt=failure.attempt + 1,
+        retry_of=failure.error_id,
+        recovers_class=failure.error_class,
+        recovery=data.option,
+        not_before=None,
+        first_queued=now,
+        connection_id=connection_id,
+        request_id=request_id,
+        trigger_reason=data.reason or f"recover {data.option} of {failure.error_id}",
+    )
+    if data.option == "retry":
+        return base
+    if data.option == "retry_heavy":
+        return msgspec.structs.replace(base, model_set="heavy")
+    # resume_from_stage: the orchestrator runs the stages from the one that failed.
+    stages = list(failure.request.covers or ())
+    if len(stages) < 2 or failure.stage not in stages or resume_type not in catalogue:
+        return reject(
+            ErrorCode.VALIDATION_ERROR,
+            f"{failure.workflow_type} cannot resume from a stage (it has one stage, or "
+            f"failed before reaching one, or {resume_type} is not configured); use "
+            "option retry.",
+            field="data.option",
+        )
+    remaining = stages[stages.index(failure.stage) :]
+    resume_key = (failure.adw_id, resume_type)
+    if resume_key in state.active:
+        return reject(ErrorCode.CONFLICT, f"{resume_type} for {failure.adw_id} is already active.")
+    return msgspec.structs.replace(
+        base,
+        workflow_type=resume_type,
+        logs_path=str(
+            Path(failure.request.logs_path).parent.parent / resume_type / "execution.log"
+        ),
+        stages=remaining,
+        config=None,
+        covers=remaining,
+    )

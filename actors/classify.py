@@ -15,7 +15,7 @@ from adwd.events.domain import ErrorReported
 
 Category = Literal["connection", "workflow", "system"]
 Severity = Literal["low", "medium", "high", "critical"]
-Cause = Literal["exit", "timeout", "output", "spawn", "interrupted", "internal"]
+Cause = Literal["exit", "timeout", "heartbeat", "output", "spawn", "interrupted", "internal"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,11 @@ TIMEOUT = ErrorClass(
     "the workflow ran past its timeout and was stopped",
     "Look for where it hung in its log; raise timeout_s in the config if it was only slow.",
 )  # fmt: skip
+HEARTBEAT_LOST = ErrorClass(
+    "workflow.heartbeat_lost", "workflow", "high", True,
+    "the workflow wrote no output and reported no progress for its heartbeat_s and was stopped",
+    "Look at the end of its log for where it hung; raise heartbeat_s if it is only quiet.",
+)  # fmt: skip
 DISK_FULL = ErrorClass(
     "system.disk_full", "system", "critical", False,
     "the run's output could not be written (the disk under the data directory)",
@@ -65,13 +70,16 @@ INTERNAL = ErrorClass(
     "Report the traceback in adwd's log; trigger the run again.",
 )  # fmt: skip
 
-CLASSES = (EXIT_NONZERO, KILLED, TIMEOUT, DISK_FULL, SPAWN, INTERRUPTED, INTERNAL)
+CLASSES = (EXIT_NONZERO, KILLED, TIMEOUT, HEARTBEAT_LOST, DISK_FULL, SPAWN, INTERRUPTED, INTERNAL)
+BY_ID = {error.id: error for error in CLASSES}
 
 
 def classify(cause: Cause, exit_code: int | None = None) -> ErrorClass:
     """The class of a failure: what ended the run, and how its process exited."""
     if cause == "timeout":
         return TIMEOUT
+    if cause == "heartbeat":
+        return HEARTBEAT_LOST
     if cause == "output":
         return DISK_FULL
     if cause == "spawn":
@@ -93,16 +101,30 @@ def report(
     workflow_type: str,
     reason: str,
     logs_path: str,
+    attempt: int = 1,
+    retry_in_s: float | None = None,
+    stage: str = "",
+    resumable: bool = False,
 ) -> ErrorReported:
     """The ``error_reported`` event of a failed run of this class."""
+    actions = [f"Read the run's log: {logs_path}", error.action]
+    if retry_in_s is not None:
+        actions.insert(0, f"Nothing to do yet: attempt {attempt + 1} starts in {retry_in_s:g} s.")
     return ErrorReported(
         error_id=error_id,
         category=error.category,
         severity=error.severity,
         description=f"{workflow_type} for {adw_id} failed: {error.summary} ({reason}).",
-        suggested_actions=[f"Read the run's log: {logs_path}", error.action],
-        recovery_options=["retrigger"],
+        suggested_actions=actions,
+        recovery_options=[o for o in RECOVERY_OPTIONS if resumable or o != "resume_from_stage"],
         adw_id=adw_id,
         workflow_type=workflow_type,
         error_class=error.id,
+        attempt=attempt,
+        retry_in_s=retry_in_s,
+        stage=stage,
     )
+
+
+# What a client may ask for in ``recover`` (docs/workflows.md, "Recovery").
+RECOVERY_OPTIONS = ("retry", "retry_heavy", "resume_from_stage", "cancel")

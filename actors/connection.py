@@ -31,9 +31,11 @@ from adwd.actors.dispatch import DispatchedActor, Dispatcher
 from adwd.actors.messages import (
     Append,
     Cancel,
+    CardMove,
     Inbound,
     Outbox,
     QueueStatusAsked,
+    Recovery,
     Reject,
     Trigger,
 )
@@ -45,13 +47,16 @@ from adwd.events.wire import (
     ADW_ID_PATTERN,
     WORKFLOW_TYPE_PATTERN,
     CancelWorkflow,
+    CardMoved,
     Error,
     ErrorData,
     GetQueueStatus,
     Ping,
     Pong,
+    Recover,
     Subscribe,
     SubscribeData,
+    TerminateWorkflow,
     TriggerWorkflow,
 )
 
@@ -201,8 +206,15 @@ class ConnectionActor(DispatchedActor):
                 self._on_invalid(frame, self._unknown_workflow(msg.data.workflow_type))
             else:
                 self._scheduler.tell(Trigger(msg.data, self._cid, self._principal, msg.request_id))
-        elif isinstance(msg, CancelWorkflow):
-            self._scheduler.tell(Cancel(msg.data, self._cid, self._principal, send, msg.request_id))
+        elif isinstance(msg, CancelWorkflow | TerminateWorkflow):
+            force = isinstance(msg, TerminateWorkflow)
+            cancel = Cancel(msg.data, self._cid, self._principal, send, msg.request_id, force)
+            self._scheduler.tell(cancel)
+        elif isinstance(msg, Recover):
+            recovery = Recovery(msg.data, self._cid, self._principal, send, msg.request_id)
+            self._scheduler.tell(recovery)
+        elif isinstance(msg, CardMoved):
+            self._scheduler.tell(CardMove(msg.data, self._cid, self._principal, msg.request_id))
         elif isinstance(msg, Subscribe):
             self._outbox.catch_up(msg.data, explicit=True, request_id=msg.request_id)
             return True

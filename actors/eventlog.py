@@ -9,11 +9,16 @@ the batch goes to every subscriber in seq order: persist, then publish.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from typing import Any
+
+import pykka
 
 from adwd.actors.base import Actor
-from adwd.actors.messages import Append, Flush
+from adwd.actors.messages import Append, Committed, Flush
 from adwd.events.errors import StoreError
 from adwd.events.store import EventStore, NewEvent, StoredEvent
 
@@ -32,9 +37,13 @@ class EventLogActor(Actor):
         store: EventStore,
         subscribers: Sequence[Subscriber] = (),
         on_fatal: Callable[[BaseException], None] | None = None,
+        leading: Sequence[Subscriber] = (),
     ) -> None:
         super().__init__()
         self._store = store
+        # ``leading`` ones hear of a batch before any other, clients included: the
+        # scheduler decides on what a client has seen (a completed plan, an error_id).
+        self._leading = list(leading)
         self._subscribers = list(subscribers)
         self._pending: list[NewEvent] = []
         self._callbacks: list[Callable[[], None]] = []  # of the appends pending
@@ -81,7 +90,7 @@ class EventLogActor(Actor):
             if self._on_fatal is not None:
                 self._on_fatal(exc)
             raise
-        for subscriber in self._subscribers:
+        for subscriber in (*self._leading, *self._subscribers):
             try:
                 subscriber(stored)
             except Exception:
@@ -95,3 +104,29 @@ class EventLogActor(Actor):
     def on_stop(self) -> None:
         """Commit whatever is still pending before the actor ends."""
         self._flush()
+
+
+class Relay:
+    """A subscriber for an actor that starts after the log: batches committed
+    before :meth:`attach` are kept and handed over first, so it misses none."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._target: pykka.ActorRef[Any] | None = None
+        self._held: list[StoredEvent] = []
+
+    def __call__(self, batch: Sequence[StoredEvent]) -> None:
+        with self._lock:
+            if self._target is None:
+                self._held.extend(batch)
+                return
+            target = self._target
+        with contextlib.suppress(pykka.ActorDeadError):  # it stopped first, at shutdown
+            target.tell(Committed(batch))
+
+    def attach(self, target: pykka.ActorRef[Any]) -> None:
+        """From now on tell ``target`` each batch, after the ones held so far."""
+        with self._lock:
+            if self._held:
+                target.tell(Committed(self._held))
+            self._target, self._held = target, []

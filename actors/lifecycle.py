@@ -23,6 +23,7 @@ from typing import Literal, TypedDict
 
 from msgspec import Struct
 
+from adwd.actors.catalogue import RetryPolicy
 from adwd.actors.classify import Cause, classify, report
 from adwd.actors.ratelimit import TokenBucket
 from adwd.events.domain import (
@@ -37,7 +38,7 @@ from adwd.events.domain import (
     StageChanged,
 )
 from adwd.events.wire import LogLevel
-from adwd.projections.stages import STAGES, next_stage, stage_of
+from adwd.projections.stages import STAGES, is_forward
 
 INTERRUPTED = (
     "interrupted: the service shut down while the run was in progress; "
@@ -45,6 +46,7 @@ INTERRUPTED = (
 )
 
 Level = LogLevel
+StopCause = Literal["cancel", "timeout", "output", "heartbeat"]
 
 
 class _RunIds(TypedDict):
@@ -82,19 +84,30 @@ class StopLater(Struct, frozen=True):
     cause: Literal["timeout"] = "timeout"
 
 
+class CheckLater(Struct, frozen=True):
+    """Effect: call ``heartbeat_due(now)`` after ``delay_s`` (the hung-run watch)."""
+
+    delay_s: float
+
+
 class Ended(Struct, frozen=True):
     """Effect: the run is over; free its slot (``notify``) and stop its actor.
 
     ``stage`` is where its card was left; ``completed_in_s`` feeds the
-    typical duration of its workflow type (completed runs only).
+    typical duration of its workflow type (completed runs only). A failure
+    to be retried carries ``retry_in_s`` and the ``error_id``/``error_class``
+    the next attempt answers.
     """
 
     stage: str
     completed_in_s: float | None
     notify: bool = True
+    retry_in_s: float | None = None
+    error_id: str | None = None
+    error_class: str | None = None
 
 
-Effect = Signal | KillLater | StopLater | Ended
+Effect = Signal | KillLater | StopLater | CheckLater | Ended
 Output = DomainEvent | Effect
 
 
@@ -107,18 +120,23 @@ class RunLifecycle:
         adw_id: str,
         workflow_type: str,
         card_stage: str = "backlog",
+        stages: tuple[str, ...] = (),
+        done_stage: str = "",
         expected_s: float | None = None,
         log_lines_per_s: float = 20.0,
         grace_s: float = 5.0,
         timeout_s: float = 0.0,
         logs_path: str = "",
+        heartbeat_s: float = 0.0,
+        attempt: int = 1,
+        retry: RetryPolicy | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:12],
     ) -> None:
         self._ids: _RunIds = {"adw_id": adw_id, "workflow_type": workflow_type}
         self._workflow_type = workflow_type
         self._stage = card_stage
-        self._own_stage = stage_of(workflow_type, "running")
-        self._manages_stages = False
+        self._stages = stages
+        self._done_stage = done_stage
         self._expected_s = expected_s
         self._bucket = TokenBucket(rate=log_lines_per_s, burst=max(1.0, 5 * log_lines_per_s))
         self._suppressed = 0
@@ -132,6 +150,10 @@ class RunLifecycle:
         self._stop_cause: Cause = "exit"
         self._cancelled = False
         self._ended = False
+        self._heartbeat_s = heartbeat_s
+        self._last_activity = 0.0
+        self._attempt = attempt
+        self._retry = retry
 
     @property
     def ended(self) -> bool:
@@ -155,7 +177,7 @@ class RunLifecycle:
         """The child exists (held at its gate): record it, move the card, arm the timeout."""
         if self._ended:
             return []
-        self._started_at = now
+        self._started_at = self._last_activity = now
         out: list[Output] = [
             RunStarted(
                 **self._ids,
@@ -166,17 +188,38 @@ class RunLifecycle:
                 expected_s=self._expected_s,
             )
         ]
-        out += self._move(self._own_stage, f"{self._workflow_type} started")
+        if self._stages:
+            # A new run puts its card at its own first stage, wherever an earlier run left it.
+            out += self._move(self._stages[0], f"{self._workflow_type} started")
         if self._timeout_s > 0:
             out.append(StopLater(self._timeout_s, f"timed out after {self._timeout_s:g} s"))
+        if self._heartbeat_s > 0:
+            out.append(CheckLater(self._heartbeat_s))
         return out
 
+    def heartbeat_due(self, now: float) -> list[Output]:
+        """The hung-run watch: no output and no progress for ``heartbeat_s``
+        stops the run (class ``workflow.heartbeat_lost``); else look again later."""
+        if self._ended or self._stop_reason is not None or self._heartbeat_s <= 0:
+            return []
+        idle = now - self._last_activity
+        if idle >= self._heartbeat_s:
+            reason = f"hung: no output and no progress for {idle:.1f} s"
+            return self.stop_requested(reason, cause="heartbeat")
+        return [CheckLater(self._heartbeat_s - idle)]
+
     def progress(
-        self, percent: int | None, current_step: str | None, message: str | None
+        self,
+        percent: int | None,
+        current_step: str | None,
+        message: str | None,
+        now: float | None = None,
     ) -> list[Output]:
         """A progress line of the workflow (``Stage: X`` steps move the card)."""
         if self._ended:
             return []
+        if now is not None:
+            self._last_activity = now
         out: list[Output] = []
         step = current_step or ""
         if step.startswith("Stage: ") and step[7:].strip() in STAGES:
@@ -194,18 +237,22 @@ class RunLifecycle:
         return out
 
     def stage_reported(self, stage: str, message: str) -> list[Output]:
-        """The workflow moved its card itself; one that manages its own stages
-        is not moved onwards when it completes."""
+        """The workflow says it reached ``stage``: its card moves there if that is
+        forward and one of the workflow's own stages (a board card never jumps
+        back, nor into a column the workflow does not work in)."""
         if self._ended:
             return []
-        if stage != self._own_stage:
-            self._manages_stages = True
+        if self._stages and stage not in self._stages:
+            return []
+        if not is_forward(self._stage, stage):
+            return []
         return self._move(stage, message)
 
     def log_line(self, level: Level, text: str, now: float) -> list[Output]:
         """A line of output: boards get at most ``log_lines_per_s`` on average."""
         if self._ended:
             return []
+        self._last_activity = now
         if not self._bucket.allow(now):
             self._suppressed += 1
             return []
@@ -216,13 +263,20 @@ class RunLifecycle:
         reason: str,
         *,
         cancelled: bool = False,
-        cause: Literal["cancel", "timeout", "output"] = "cancel",
+        cause: StopCause = "cancel",
+        force: bool = False,
     ) -> list[Output]:
-        """Cancel, timeout or a failed log: SIGTERM now, SIGKILL after the grace."""
-        if self._ended or self._stop_reason is not None:
+        """Cancel, timeout, a hung run or a failed log: SIGTERM now, SIGKILL after
+        the grace. ``force`` (terminate): SIGKILL now, also to a run already
+        being stopped."""
+        if self._ended:
             return []
+        if self._stop_reason is not None:
+            return [Signal(signal.SIGKILL)] if force else []
         self._stop_reason, self._cancelled = reason, cancelled
         self._stop_cause = "exit" if cause == "cancel" else cause
+        if force:
+            return [Signal(signal.SIGKILL)]
         return [Signal(signal.SIGTERM), KillLater(self._grace_s)]
 
     def kill_due(self) -> list[Output]:
@@ -323,26 +377,37 @@ class RunLifecycle:
         report (not a cancel's: nothing failed); then Ended."""
         out = self._note_suppressed()
         # The card moves first, so the terminal status and metrics stay the run's last words.
-        if isinstance(event, RunCompleted) and not self._manages_stages:
-            out += self._move(next_stage(self._stage), f"{self._workflow_type} completed")
+        failed_in = self._stage
+        done = self._done_stage
+        if isinstance(event, RunCompleted) and done and is_forward(self._stage, done):
+            out += self._move(done, f"{self._workflow_type} completed")
         elif isinstance(event, RunFailed):
             out += self._move("errored", event.reason)
         self._ended = True
         out.append(event)
-        if isinstance(event, RunFailed) and not event.cancelled:
-            error = classify(cause, event.exit_code)
-            out.append(
-                report(
-                    error,
-                    error_id=self._new_id(),
-                    adw_id=self._ids["adw_id"],
-                    workflow_type=self._workflow_type,
-                    reason=event.reason,
-                    logs_path=self._logs_path,
-                )
-            )
         took = event.duration_s if isinstance(event, RunCompleted) else None
-        out.append(Ended(self._stage, took, notify))
+        if not isinstance(event, RunFailed) or event.cancelled:
+            out.append(Ended(self._stage, took, notify))
+            return out
+        error = classify(cause, event.exit_code)
+        # A shutdown (notify=False) retries nothing now: recovery at the next start does.
+        retry_in = self._retry.retry_in(error.id, self._attempt) if self._retry and notify else None
+        error_id = self._new_id()
+        out.append(
+            report(
+                error,
+                error_id=error_id,
+                adw_id=self._ids["adw_id"],
+                workflow_type=self._workflow_type,
+                reason=event.reason,
+                logs_path=self._logs_path,
+                attempt=self._attempt,
+                retry_in_s=retry_in,
+                stage=failed_in,
+                resumable=len(self._stages) > 1,
+            )
+        )
+        out.append(Ended(self._stage, took, notify, retry_in, error_id, error.id))
         return out
 
     def _elapsed(self, now: float | None) -> float:

@@ -9,8 +9,15 @@ from typing import Any, Literal, Protocol
 from msgspec import Struct
 
 from adwd.events.domain import ResourceUsage, TriggerRejected
-from adwd.events.store import NewEvent
-from adwd.events.wire import CancelWorkflowData, LogLevel, SubscribeData, TriggerWorkflowData
+from adwd.events.store import NewEvent, StoredEvent
+from adwd.events.wire import (
+    CancelWorkflowData,
+    CardMovedData,
+    LogLevel,
+    RecoverData,
+    SubscribeData,
+    TriggerWorkflowData,
+)
 
 Send = Callable[[bytes], None]
 
@@ -22,6 +29,12 @@ class Append(Struct, frozen=True):
 
     events: Sequence[NewEvent]
     committed: Callable[[], None] | None = None
+
+
+class Committed(Struct, frozen=True):
+    """A batch the EventLogActor committed (to the projector and the scheduler)."""
+
+    events: Sequence[StoredEvent]
 
 
 class Flush(Struct, frozen=True):
@@ -89,6 +102,26 @@ class Cancel(Struct, frozen=True):
     principal: str
     reply: Send
     request_id: str | None = None
+    force: bool = False  # terminate_workflow: SIGKILL now
+
+
+class Recovery(Struct, frozen=True):
+    """ConnectionActor -> SchedulerActor: a client's ``recover``."""
+
+    data: RecoverData
+    connection_id: str
+    principal: str
+    reply: Send
+    request_id: str | None = None
+
+
+class CardMove(Struct, frozen=True):
+    """ConnectionActor -> SchedulerActor: a card moved on the board."""
+
+    data: CardMovedData
+    connection_id: str
+    principal: str
+    request_id: str | None = None
 
 
 class Listening(Struct, frozen=True):
@@ -105,6 +138,9 @@ class RunEnded(Struct, frozen=True):
     workflow_type: str
     completed_in_s: float | None = None  # set when it completed: feeds "typical duration"
     stage: str | None = None  # where the run left its card
+    retry_in_s: float | None = None  # a failure to retry after this long
+    error_id: str | None = None
+    error_class: str | None = None
 
 
 class RouteOutcome(enum.Enum):
@@ -153,7 +189,8 @@ class Stop(Struct, frozen=True):
 
     reason: str
     cancelled: bool = False
-    cause: Literal["cancel", "timeout", "output"] = "cancel"
+    cause: Literal["cancel", "timeout", "output", "heartbeat"] = "cancel"
+    force: bool = False  # terminate: SIGKILL now
 
 
 class Kill(Struct, frozen=True):

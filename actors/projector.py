@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from typing import Any
 
 import msgspec
@@ -21,13 +21,12 @@ import pykka
 from msgspec import Struct
 
 from adwd.actors.base import Actor
-from adwd.actors.messages import QueueStatusAsked
+from adwd.actors.messages import Committed, QueueStatusAsked
 from adwd.actors.queuenotify import RunKey, Sent, queue_changes
 from adwd.actors.wireview import snapshot
 from adwd.events.codec import encode
 from adwd.events.domain import ActorFailed
 from adwd.events.errors import StoreError
-from adwd.events.store import StoredEvent
 from adwd.events.wire import QueueStatus, QueueStatusData
 from adwd.projections.bundle import Projections
 from adwd.projections.queue import QueueEntry
@@ -38,12 +37,6 @@ log = logging.getLogger(__name__)
 
 # [(connection id, frame), ...] -> None, thread-safe: one hand-off to the loop per batch
 Deliver = Callable[[list[tuple[str, bytes]]], None]
-
-
-class Committed(Struct, frozen=True):
-    """A batch the EventLogActor committed."""
-
-    events: Sequence[StoredEvent]
 
 
 class _Settle(Struct, frozen=True):

@@ -11,10 +11,14 @@ import contextlib
 import logging
 import os
 import secrets
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pykka
 
 from adwd.actors.admission import (
@@ -23,16 +27,23 @@ from adwd.actors.admission import (
     SchedulerState,
     authorise_update,
     decide_cancel,
+    decide_recover,
     decide_trigger,
+    next_attempt,
     repeat_answer,
     runs_to_start,
 )
+from adwd.actors.advice import offer
 from adwd.actors.base import CRASH_AFTER_SPAWN, Actor
-from adwd.actors.catalogue import WorkflowSpec, plan_launch
+from adwd.actors.catalogue import RetryPolicy, WorkflowSpec, plan_launch
+from adwd.actors.classify import SPAWN, TIMEOUT, report
 from adwd.actors.messages import (
     Append,
     Cancel,
+    CardMove,
+    Committed,
     Listening,
+    Recovery,
     Reject,
     RouteOutcome,
     RunEnded,
@@ -43,21 +54,25 @@ from adwd.actors.workflow import WorkflowActor
 from adwd.events.codec import encode
 from adwd.events.domain import (
     CancelRequested,
+    ErrorReported,
     RunFailed,
     RunQueued,
     TriggerDeduplicated,
+    TriggerRejected,
     connection_stream,
     workflow_stream,
 )
 from adwd.events.errors import ErrorCode
 from adwd.events.store import NewEvent
-from adwd.events.wire import Error, ErrorData
+from adwd.events.wire import CancelWorkflowData, Error, ErrorData, TriggerWorkflowData
+from adwd.projections.lineage import Failure, LineageProjection
 from adwd.projections.metrics import RECENT, expected_duration
 
 log = logging.getLogger(__name__)
 
 
 REMEMBERED_REQUESTS = 10_000  # request_ids answered again if re-sent
+RESUME_TYPE = "adw_orchestrator"  # what resume_from_stage runs: the remaining stages
 
 
 def new_adw_id() -> str:
@@ -88,6 +103,10 @@ class SchedulerActor(Actor):
         log_lines_per_s: float = 20.0,
         id_factory: Callable[[], str] = new_adw_id,
         fault_injection: bool = False,
+        lineage: LineageProjection | None = None,
+        retry: RetryPolicy | None = None,
+        stage_triggers: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
         self._faults = fault_injection
@@ -116,6 +135,12 @@ class SchedulerActor(Actor):
             name: deque(list(values)[-RECENT:], maxlen=RECENT)
             for name, values in (history or {}).items()
         }
+        # Folded from the committed log, as the service's own copy and a replay are.
+        self._lineage = lineage if lineage is not None else LineageProjection()
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._stage_triggers = dict(stage_triggers or {})
+        self._clock = clock
+        self._wake: threading.Timer | None = None
 
     def on_start(self) -> None:
         """Start the runs recovered from the log, if there is room."""
@@ -146,20 +171,191 @@ class SchedulerActor(Actor):
         elif isinstance(message, Cancel):
             self._on_cancel(message)
         elif isinstance(message, RunEnded):
-            key = (message.adw_id, message.workflow_type)
-            if message.stage is not None:
-                self._stages[message.adw_id] = message.stage
-            if message.completed_in_s is not None:
-                recent = self._recent.setdefault(message.workflow_type, deque(maxlen=RECENT))
-                recent.append(message.completed_in_s)
-            self._state.finish(key)
-            self._workers.pop(key, None)
-            self._tokens.pop(key, None)
+            self._on_run_ended(message)
+        elif isinstance(message, Committed):
+            self._on_committed(message)
+        elif isinstance(message, Recovery):
+            self._on_recover(message)
+        elif isinstance(message, CardMove):
+            self._on_card_moved(message)
+        elif isinstance(message, _Wake):
+            self._wake = None
             self._start_runs()
         return None
 
+    def _on_run_ended(self, message: RunEnded) -> None:
+        key = (message.adw_id, message.workflow_type)
+        if message.stage is not None:
+            self._stages[message.adw_id] = message.stage
+        if message.completed_in_s is not None:
+            recent = self._recent.setdefault(message.workflow_type, deque(maxlen=RECENT))
+            recent.append(message.completed_in_s)
+        failed = self._state.active.get(key)
+        self._state.finish(key)
+        self._workers.pop(key, None)
+        self._tokens.pop(key, None)
+        if (
+            message.retry_in_s is not None
+            and failed is not None
+            and message.error_id is not None
+            and message.error_class is not None
+        ):
+            retry = next_attempt(
+                failed,
+                error_id=message.error_id,
+                error_class=message.error_class,
+                retry_in_s=message.retry_in_s,
+                now=self._clock(),
+            )
+            self._append(workflow_stream(retry.adw_id), retry)
+            self._state.enqueue(retry)
+        self._start_runs()
+
+    def _on_committed(self, message: Committed) -> None:
+        """Fold what the log committed; a failure nothing retries gets its
+        ``recovery_offered``, from the fold as of that failure."""
+        for stored in message.events:
+            self._lineage.apply(stored)
+            e = stored.event
+            if not isinstance(e, ErrorReported) or e.retry_in_s is not None:
+                continue
+            failure = self._lineage.failures.get(e.error_id)
+            if failure is None or failure.request is None:
+                continue
+            stages = failure.request.covers or ()
+            offered = offer(
+                self._lineage,
+                failure,
+                resumable=len(stages) > 1 and RESUME_TYPE in self._catalogue,
+                resume_type=RESUME_TYPE,
+            )
+            self._append(workflow_stream(failure.adw_id), offered, stored.principal)
+
+    def _on_recover(self, message: Recovery) -> None:
+        rid = message.request_id
+        earlier = self._requests.earlier(rid)
+        if earlier is not None and rid is not None:
+            self._answer_again(earlier, message.connection_id, message.principal, rid)
+            return
+        decision = decide_recover(
+            message.data,
+            lineage=self._lineage,
+            state=self._state,
+            catalogue=self._catalogue,
+            connection_id=message.connection_id,
+            request_id=rid,
+            now=self._clock(),
+            resume_type=RESUME_TYPE,
+        )
+        if isinstance(decision, Failure):  # option cancel
+            reason = message.data.reason or f"recover cancel of {decision.error_id}"
+            data = CancelWorkflowData(adw_id=decision.adw_id, reason=reason)
+            self._on_cancel(
+                Cancel(data, message.connection_id, message.principal, message.reply, rid)
+            )
+            return
+        self._requests.remember(rid, decision)
+        self._admit(decision, message.connection_id, message.principal)
+
+    def _on_card_moved(self, message: CardMove) -> None:
+        """A drag-and-drop trigger: the workflow of the card's new stage, once
+        per card and stage (a second move to the same stage starts nothing)."""
+        data = message.data
+        workflow_type = self._stage_triggers.get(data.to_stage)
+        once = f"card:{data.card_id}:{data.to_stage}"
+        earlier = self._requests.earlier(once)
+        if earlier is not None:
+            self._answer_again(
+                earlier, message.connection_id, message.principal, message.request_id
+            )
+            return
+        if workflow_type is None or workflow_type not in self._catalogue:
+            rejected = TriggerRejected(
+                error=ErrorCode.NOT_FOUND,
+                message=f"No workflow is configured for stage {data.to_stage!r} "
+                f"(stage_triggers has: {', '.join(sorted(self._stage_triggers)) or 'none'}); "
+                "nothing started.",
+                adw_id=data.adw_id or "",
+                workflow_type="",
+                details={"field": "data.to_stage", "stage_triggers": self._stage_triggers},
+                connection_id=message.connection_id,
+                request_id=message.request_id,
+            )
+            self._admit(rejected, message.connection_id, message.principal)
+            return
+        trigger = TriggerWorkflowData(
+            workflow_type=workflow_type,
+            adw_id=data.adw_id,
+            issue_number=data.issue_number,
+            model_set=data.model_set,
+            trigger_reason=f"card {data.card_id} moved to {data.to_stage}",
+            issue_type=data.issue_type,
+            issue_json=data.issue_json,
+        )
+        decision = self._decide(trigger, message.connection_id, message.request_id)
+        if not isinstance(decision, TriggerRejected):
+            self._requests.remember(once, decision)  # a refused move may be made again
+        self._requests.remember(message.request_id, decision)
+        self._admit(decision, message.connection_id, message.principal)
+
+    def _decide(
+        self, trigger: TriggerWorkflowData, connection_id: str | None, request_id: str | None
+    ) -> RunQueued | TriggerDeduplicated | TriggerRejected:
+        return decide_trigger(
+            self._state,
+            trigger,
+            catalogue=self._catalogue,
+            data_dir=self._data_dir,
+            max_queue=self._max_queue,
+            connection_id=connection_id,
+            new_adw_id=self._new_id(),
+            request_id=request_id,
+            lineage=self._lineage,
+            now=self._clock(),
+        )
+
+    def _admit(
+        self,
+        decision: RunQueued | TriggerDeduplicated | TriggerRejected,
+        connection_id: str,
+        principal: str,
+    ) -> None:
+        """Record a trigger's outcome (its trigger_response comes from the event)
+        and queue the run it accepted."""
+        if isinstance(decision, RunQueued | TriggerDeduplicated):
+            stream = workflow_stream(decision.adw_id)
+        else:
+            stream = connection_stream(connection_id)
+        self._log.tell(Append([NewEvent(stream, decision, principal, connection_id)]))
+        if isinstance(decision, RunQueued):
+            self._state.enqueue(decision)
+            self._start_runs()
+
+    def _answer_again(
+        self,
+        earlier: RunQueued | TriggerDeduplicated | TriggerRejected,
+        connection_id: str,
+        principal: str,
+        request_id: str | None,
+    ) -> None:
+        """A re-sent command (the client reconnected): answer again, run nothing."""
+        again = repeat_answer(earlier, connection_id=connection_id, request_id=request_id or "")
+        if request_id is None:
+            again = msgspec.structs.replace(again, request_id=None)
+        stream = (
+            workflow_stream(again.adw_id)
+            if isinstance(again, TriggerDeduplicated)
+            else connection_stream(connection_id)
+        )
+        self._log.tell(Append([NewEvent(stream, again, principal, connection_id)]))
+
+    def _append(self, stream: str, event: object, principal: str = "system") -> None:
+        self._log.tell(Append([NewEvent(stream, event, principal)]))  # type: ignore[arg-type]
+
     def on_stop(self) -> None:
         """Stop every running workflow (each records its run as interrupted)."""
+        if self._wake is not None:
+            self._wake.cancel()
         futures = [ref.stop(block=False) for ref in self._workers.values()]
         for future in futures:
             try:
@@ -172,38 +368,11 @@ class SchedulerActor(Actor):
         rid = message.request_id
         earlier = self._requests.earlier(rid)
         if earlier is not None and rid is not None:
-            # A re-sent command (the client reconnected): answer again, run nothing.
-            again = repeat_answer(earlier, connection_id=message.connection_id, request_id=rid)
-            stream = (
-                workflow_stream(again.adw_id)
-                if isinstance(again, TriggerDeduplicated)
-                else connection_stream(message.connection_id)
-            )
-            self._log.tell(
-                Append([NewEvent(stream, again, message.principal, message.connection_id)])
-            )
+            self._answer_again(earlier, message.connection_id, message.principal, rid)
             return
-        decision = decide_trigger(
-            self._state,
-            message.data,
-            catalogue=self._catalogue,
-            data_dir=self._data_dir,
-            max_queue=self._max_queue,
-            connection_id=message.connection_id,
-            new_adw_id=self._new_id(),
-            request_id=rid,
-        )
+        decision = self._decide(message.data, message.connection_id, rid)
         self._requests.remember(rid, decision)
-        if isinstance(decision, RunQueued | TriggerDeduplicated):
-            stream = workflow_stream(decision.adw_id)
-        else:
-            stream = connection_stream(message.connection_id)
-        self._log.tell(
-            Append([NewEvent(stream, decision, message.principal, message.connection_id)])
-        )
-        if isinstance(decision, RunQueued):
-            self._state.enqueue(decision)
-            self._start_runs()
+        self._admit(decision, message.connection_id, message.principal)
 
     def route_update(
         self, adw_id: str, message: object, token: str | None, local: bool
@@ -226,6 +395,7 @@ class SchedulerActor(Actor):
             outcome=decision.outcome,
             connection_id=message.connection_id,
             request_id=message.request_id,
+            force=message.force,
         )
         self._log.tell(
             Append(
@@ -259,7 +429,8 @@ class SchedulerActor(Actor):
             if worker is not None:
                 # The run may have ended a moment ago; its RunEnded is then on its way.
                 with contextlib.suppress(pykka.ActorDeadError):
-                    worker.tell(Stop(reason=f"cancelled: {reason}", cancelled=True))
+                    verb = "terminated" if message.force else "cancelled"
+                    worker.tell(Stop(f"{verb}: {reason}", cancelled=True, force=message.force))
                 continue
             self._state.finish(key)
             self._log.tell(
@@ -280,19 +451,52 @@ class SchedulerActor(Actor):
                 )
             )
 
-    def _fail_unstartable(self, key: RunKey, why: str) -> None:
+    def _fail_unstartable(self, key: RunKey, why: str, *, timed_out: bool = False) -> None:
+        """End a run that cannot start, with its classified report."""
+        run = self._state.active[key]
         self._state.finish(key)
-        event = RunFailed(adw_id=key[0], workflow_type=key[1], reason=f"could not start: {why}")
-        self._log.tell(Append([NewEvent(workflow_stream(key[0]), event)]))
+        reason = why if timed_out else f"could not start: {why}"
+        failed = RunFailed(adw_id=key[0], workflow_type=key[1], reason=reason)
+        error = TIMEOUT if timed_out else SPAWN
+        reported = report(
+            error,
+            error_id=secrets.token_hex(6),
+            adw_id=key[0],
+            workflow_type=key[1],
+            reason=reason,
+            logs_path=run.logs_path,
+            attempt=run.attempt,
+        )
+        self._log.tell(Append([NewEvent(workflow_stream(key[0]), e) for e in (failed, reported)]))
 
     def _start_runs(self) -> None:
         freed = True
         while freed:  # a run that cannot start frees its slot for the next one
             freed = False
+            now = self._clock()
             for key in runs_to_start(
-                self._state, catalogue=self._catalogue, max_concurrent=self._max_concurrent
+                self._state,
+                catalogue=self._catalogue,
+                max_concurrent=self._max_concurrent,
+                now=now,
             ):
                 freed |= not self._start(key)
+        self._wake_for_retries()
+
+    def _wake_for_retries(self) -> None:
+        """Look again when the earliest retry's backoff ends."""
+        due = [
+            run.not_before
+            for key in self._state.queue
+            if (run := self._state.active[key]).not_before is not None
+        ]
+        if not due or self._wake is not None:
+            return
+        delay = max(0.0, min(due) - self._clock())
+        ref = self.actor_ref
+        self._wake = threading.Timer(delay, lambda: _tell_quietly(ref, _Wake()))
+        self._wake.daemon = True
+        self._wake.start()
 
     def _start(self, key: RunKey) -> bool:
         """Start one waiting run; False if it failed before it could start."""
@@ -302,6 +506,19 @@ class SchedulerActor(Actor):
         if spec is None:  # recovered from the log, since removed from the config
             self._fail_unstartable(key, "its workflow type is no longer in the catalogue")
             return False
+        timeout_s = spec.attempt_timeout_s
+        if spec.schedule_to_close_s > 0:
+            # The whole run, queueing and retries included, has schedule_to_close_s.
+            left = (run.first_queued or self._clock()) + spec.schedule_to_close_s - self._clock()
+            if left <= 0:
+                self._fail_unstartable(
+                    key,
+                    f"timed out: its schedule_to_close_s ({spec.schedule_to_close_s:g} s) ran "
+                    "out before it could start",
+                    timed_out=True,
+                )
+                return False
+            timeout_s = min(timeout_s, left) if timeout_s > 0 else left
         token = self._tokens[key] = secrets.token_urlsafe(16)
         plan = plan_launch(
             spec,
@@ -314,6 +531,9 @@ class SchedulerActor(Actor):
             model_set=run.model_set,
             trigger_reason=run.trigger_reason,
             base_env={**os.environ, **self._server_env, "ADWD_RUN_TOKEN": token},
+            stages=run.stages,
+            config=run.config,
+            timeout_s=timeout_s,
         )
         self._workers[key] = WorkflowActor.start(
             adw_id=run.adw_id,
@@ -328,5 +548,16 @@ class SchedulerActor(Actor):
             log_lines_per_s=self._log_lines_per_s,
             correlation_id=run.connection_id or "",
             crash_after_spawn=self._faults and run.trigger_reason == CRASH_AFTER_SPAWN,
+            spec=spec,
+            retry=spec.retry or self._retry,
         )
         return True
+
+
+class _Wake(msgspec.Struct, frozen=True):
+    """SchedulerActor: a retry's backoff has ended; start what may start."""
+
+
+def _tell_quietly(ref: pykka.ActorRef[Any], message: object) -> None:
+    with contextlib.suppress(pykka.ActorDeadError):
+        ref.tell(message)

@@ -12,6 +12,7 @@ from adwd.events.codec import encode
 from adwd.events.domain import (
     CancelRequested,
     ErrorReported,
+    RecoveryOffered,
     RunCompleted,
     RunFailed,
     RunLogged,
@@ -29,6 +30,8 @@ from adwd.events.wire import (
     CancelResponseData,
     ErrorReport,
     ErrorReportData,
+    RecoveryInstructions,
+    RecoveryInstructionsData,
     StageTransition,
     StageTransitionData,
     StatusUpdate,
@@ -127,7 +130,8 @@ def wire_messages(stored: StoredEvent) -> list[Delivery]:
         if e.connection_id is None:
             return []
         message = (
-            f"cancelling the runs of {e.adw_id}"
+            f"{'terminating (SIGKILL, no grace)' if e.force else 'cancelling'} the runs of "
+            f"{e.adw_id}"
             if e.outcome == "cancelling"
             else f"no queued or running run has adw_id {e.adw_id!r}"
         )
@@ -148,8 +152,23 @@ def wire_messages(stored: StoredEvent) -> list[Delivery]:
             timestamp=_iso(stored.ts),
             adw_id=e.adw_id or None,
             error_class=e.error_class or None,
+            workflow_name=e.workflow_type or None,
+            attempt=e.attempt,
+            retry_in_s=e.retry_in_s,
         )
         return [(None, e.adw_id or None, encode(ErrorReport(report, seq=seq)))]
+    if isinstance(e, RecoveryOffered):
+        instructions = RecoveryInstructionsData(
+            error_id=e.error_id,
+            steps=e.steps,
+            estimated_time=e.estimated_time,
+            success_probability=e.success_probability,
+            adw_id=e.adw_id,
+            option=e.option,
+            based_on=e.based_on,
+            options=e.options,
+        )
+        return [(None, e.adw_id, encode(RecoveryInstructions(instructions, seq=seq)))]
     return []
 
 
@@ -264,7 +283,7 @@ def view_status(view: RunView) -> StatusUpdateData | None:
             current_step=view.current_step or "Starting",
             workflow_name=workflow_type,
         )
-    if view.status in ("completed", "failed"):
+    if view.status in ("completed", "failed", "cancelled"):
         return _final(
             adw_id,
             workflow_type,
@@ -282,7 +301,7 @@ def snapshot(views: Collection[RunView], adw_ids: Collection[str] | None) -> lis
     ``RECENT_ENDED`` most recently ended ones, oldest change first."""
     chosen = [v for v in views if adw_ids is None or v.key[0] in adw_ids]
     active = [v for v in chosen if v.status == "running"]
-    ended = sorted((v for v in chosen if v.status in ("completed", "failed")),
+    ended = sorted((v for v in chosen if v.status in ("completed", "failed", "cancelled")),
                    key=lambda v: v.last_seq)[-RECENT_ENDED:]  # fmt: skip
     frames = []
     for view in sorted(active + ended, key=lambda v: v.last_seq):

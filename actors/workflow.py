@@ -36,8 +36,9 @@ import msgspec
 import pykka
 
 from adwd.actors.base import Actor
-from adwd.actors.catalogue import LaunchPlan
+from adwd.actors.catalogue import LaunchPlan, RetryPolicy, WorkflowSpec
 from adwd.actors.lifecycle import (
+    CheckLater,
     Ended,
     KillLater,
     Output,
@@ -68,6 +69,7 @@ from adwd.events.domain import (
 )
 from adwd.events.store import NewEvent
 from adwd.events.wire import LogLevel
+from adwd.projections.stages import next_stage
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +101,14 @@ class WorkflowActor(Actor):
         principal: str = "system",
         correlation_id: str = "",
         crash_after_spawn: bool = False,
+        spec: WorkflowSpec | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         super().__init__()
+        spec = spec or WorkflowSpec()
+        # An orchestrator's run works through the stages it was given, not its default ones.
+        stages = tuple(request.covers) if request.covers is not None else spec.stages
+        done = spec.done_stage or (next_stage(stages[-1]) if stages else "")
         self._crash_after_spawn = crash_after_spawn  # test seam, see CRASH_AFTER_SPAWN
         self._adw_id = adw_id
         self._workflow_type = workflow_type
@@ -120,6 +128,11 @@ class WorkflowActor(Actor):
             grace_s=grace_s,
             timeout_s=plan.timeout_s,
             logs_path=plan.logs_path,
+            stages=stages,
+            done_stage=done,
+            heartbeat_s=spec.heartbeat_s,
+            attempt=request.attempt,
+            retry=retry,
         )
         self._proc: subprocess.Popen[bytes] | None = None
         self._timers: list[threading.Timer] = []
@@ -220,7 +233,9 @@ class WorkflowActor(Actor):
         """What happened to the run, handed to its lifecycle; the effects carried out."""
         run = self._run
         if isinstance(message, Progress):
-            outputs = run.progress(message.progress_percent, message.current_step, message.message)
+            outputs = run.progress(
+                message.progress_percent, message.current_step, message.message, time.monotonic()
+            )
         elif isinstance(message, LogLine):
             outputs = run.log_line(message.level, message.text, time.monotonic())
         elif isinstance(message, StageReport):
@@ -231,8 +246,13 @@ class WorkflowActor(Actor):
             outputs = self._on_exit(message.returncode, message.usage)
         elif isinstance(message, Stop):
             outputs = run.stop_requested(
-                message.reason, cancelled=message.cancelled, cause=message.cause
+                message.reason,
+                cancelled=message.cancelled,
+                cause=message.cause,
+                force=message.force,
             )
+        elif isinstance(message, _HeartbeatDue):
+            outputs = run.heartbeat_due(time.monotonic())
         elif isinstance(message, Kill):
             outputs = run.kill_due()
         elif isinstance(message, OutputFailed):
@@ -295,6 +315,8 @@ class WorkflowActor(Actor):
                 self._later(out.delay_s, Kill())
             elif isinstance(out, StopLater):
                 self._later(out.delay_s, Stop(reason=out.reason, cause=out.cause))
+            elif isinstance(out, CheckLater):
+                self._later(out.delay_s, _HeartbeatDue())
             elif isinstance(out, Ended):
                 self._ended(out)
             elif isinstance(out, RunStarted):
@@ -322,7 +344,15 @@ class WorkflowActor(Actor):
         for timer in self._timers:
             timer.cancel()
         if end.notify:
-            ended = RunEnded(self._adw_id, self._workflow_type, end.completed_in_s, end.stage)
+            ended = RunEnded(
+                self._adw_id,
+                self._workflow_type,
+                end.completed_in_s,
+                end.stage,
+                retry_in_s=end.retry_in_s,
+                error_id=end.error_id,
+                error_class=end.error_class,
+            )
             _tell_quietly(self._scheduler, ended)  # a dead scheduler: the service is stopping
             self.actor_ref.stop(block=False)
 
@@ -383,6 +413,10 @@ class WorkflowActor(Actor):
         timer.daemon = True
         timer.start()
         self._timers.append(timer)
+
+
+class _HeartbeatDue(msgspec.Struct, frozen=True):
+    """WorkflowActor: time to look whether the run still shows signs of life."""
 
 
 class _OpenGate(msgspec.Struct, frozen=True):

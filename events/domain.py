@@ -53,6 +53,16 @@ class RunQueued(DomainEvent, tag="run_queued", frozen=True):
     config: dict[str, Any] | None = None
     connection_id: str | None = None
     request_id: str | None = None
+    # A retry or a user's recovery: which attempt this is, the error it answers
+    # (``retry_of``: the failure's error_id), of what class, by which option
+    # (``auto_retry``, ``retry``, ``retry_heavy``, ``resume_from_stage``).
+    attempt: int = 1
+    retry_of: str | None = None
+    recovers_class: str | None = None
+    recovery: str | None = None
+    not_before: float | None = None  # wall-clock time before which it does not start
+    first_queued: float | None = None  # the first attempt's queueing time (schedule_to_close)
+    covers: list[str] | None = None  # the board stages a completion of this run completes
 
 
 class TriggerDeduplicated(DomainEvent, tag="trigger_deduplicated", frozen=True):
@@ -167,6 +177,7 @@ class CancelRequested(DomainEvent, tag="cancel_requested", frozen=True):
     outcome: Literal["cancelling", "not_found"]
     connection_id: str | None = None
     request_id: str | None = None
+    force: bool = False  # terminate: SIGKILL now, no grace
 
 
 class ErrorReported(DomainEvent, tag="error_reported", frozen=True):
@@ -181,6 +192,25 @@ class ErrorReported(DomainEvent, tag="error_reported", frozen=True):
     adw_id: str = ""
     workflow_type: str = ""
     error_class: str = ""  # a stable id, e.g. workflow.exit_nonzero (actors/classify.py)
+    attempt: int = 1
+    retry_in_s: float | None = None  # an automatic retry is due after this long
+    stage: str = ""  # the card's stage when the run failed (resume_from_stage starts there)
+
+
+class RecoveryOffered(DomainEvent, tag="recovery_offered", frozen=True):
+    """What a client was told it can do about a failure (``recovery_instructions``),
+    computed from the log up to the failure: kept so replay shows the same figures."""
+
+    error_id: str
+    adw_id: str
+    workflow_type: str
+    error_class: str
+    option: str  # the recommended option, whose figures these are
+    steps: list[str]
+    estimated_time: float
+    success_probability: float
+    based_on: int  # how many earlier recoveries of this class by this option
+    options: list[dict[str, Any]] = []
 
 
 class OrphanStopped(DomainEvent, tag="orphan_stopped", frozen=True):
@@ -221,6 +251,7 @@ DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
     StageChanged,
     RunLogged,
     ActorFailed,
+    RecoveryOffered,
 )
 AnyEvent = (
     ServiceStarted
@@ -238,6 +269,7 @@ AnyEvent = (
     | StageChanged
     | RunLogged
     | ActorFailed
+    | RecoveryOffered
 )
 TERMINAL_EVENTS = (RunCompleted, RunFailed)
 

@@ -15,7 +15,7 @@ than the spec lists). What a program must branch on has its own typed field
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 from msgspec import Meta, Struct
@@ -104,6 +104,34 @@ class CancelWorkflowData(_Data, frozen=True):
     reason: Annotated[str, Meta(max_length=500)] = ""
 
 
+RecoveryOption = Literal["retry", "retry_heavy", "resume_from_stage", "cancel"]
+
+
+class RecoverData(_Data, frozen=True):
+    """Which failure to recover from (its ``error_id``, or the latest of an
+    ``adw_id``), and how (docs/workflows.md, "Recovery")."""
+
+    option: RecoveryOption
+    error_id: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    adw_id: AdwId | None = None
+    reason: Annotated[str, Meta(max_length=500)] = ""
+
+
+class CardMovedData(_Data, frozen=True):
+    """A card moved on the board: a drag-and-drop trigger (``stage_triggers``)."""
+
+    card_id: Annotated[str, Meta(min_length=1, max_length=128)]
+    to_stage: Annotated[str, Meta(max_length=64)]
+    from_stage: Annotated[str, Meta(max_length=64)] | None = None
+    adw_id: AdwId | None = None
+    issue_number: (
+        Annotated[str, Meta(max_length=64)] | Annotated[int, Meta(ge=0, le=2**53)] | None
+    ) = None
+    model_set: ModelSet = "base"
+    issue_type: Annotated[str, Meta(max_length=64)] | None = None
+    issue_json: dict[str, Any] | None = None
+
+
 class SubscribeData(_Data, frozen=True):
     """Where to resume: the last seq the client saw, in which log, for which runs."""
 
@@ -130,6 +158,25 @@ class CancelWorkflow(_Message, tag="cancel_workflow", frozen=True):
     data: CancelWorkflowData
 
 
+class TerminateWorkflow(_Message, tag="terminate_workflow", frozen=True):
+    """Stop the runs of an adw_id now (SIGKILL to their groups, no grace)."""
+
+    data: CancelWorkflowData
+
+
+class Recover(_Message, tag="recover", frozen=True):
+    """Act on a failure: retry it, retry with the heavy models, resume a
+    multi-stage workflow from the stage it failed in, or cancel."""
+
+    data: RecoverData
+
+
+class CardMoved(_Message, tag="card_moved", frozen=True):
+    """The board moved a card: trigger the workflow configured for its new stage."""
+
+    data: CardMovedData
+
+
 class Subscribe(_Message, tag="subscribe", frozen=True):
     """Follow runs (all, or ``adw_ids``) and resume after seq ``since``; answered by
     ``subscribed``, then every later event-derived message, then live ones."""
@@ -143,10 +190,19 @@ class GetQueueStatus(_Message, tag="get_queue_status", frozen=True):
     data: dict[str, Any] | None = None
 
 
-ClientMessage = Ping | TriggerWorkflow | CancelWorkflow | Subscribe | GetQueueStatus
+ClientMessage = (
+    Ping
+    | TriggerWorkflow
+    | CancelWorkflow
+    | Subscribe
+    | GetQueueStatus
+    | TerminateWorkflow
+    | Recover
+    | CardMoved
+)
 CLIENT_TYPES: frozenset[str] = frozenset(
     str(m.__struct_config__.tag)  # a str tag (msgspec's type allows int tags too)
-    for m in (Ping, TriggerWorkflow, CancelWorkflow, Subscribe, GetQueueStatus)
+    for m in get_args(ClientMessage)
 )
 
 # --------------------------------------------------------------------------
@@ -298,6 +354,9 @@ class ErrorReportData(_Data, frozen=True):
     timestamp: Timestamp
     adw_id: str | None = None
     error_class: str | None = None  # stable id of the failure's class (docs/workflows.md)
+    workflow_name: str | None = None
+    attempt: int | None = None  # which attempt failed (1: the first run)
+    retry_in_s: float | None = None  # an automatic retry starts after this long
 
 
 class RecoveryInstructionsData(_Data, frozen=True):
@@ -307,6 +366,10 @@ class RecoveryInstructionsData(_Data, frozen=True):
     steps: list[str]
     estimated_time: float
     success_probability: float
+    adw_id: str | None = None
+    option: str | None = None  # the recommended option, whose figures these are
+    based_on: int | None = None  # earlier recoveries of this class by this option
+    options: list[dict[str, Any]] | None = None  # every option: its odds and estimate
 
 
 class AuthChallengeData(_Data, frozen=True):

@@ -12,6 +12,7 @@ from typing import Any
 
 from adwd.events.store import StoredEvent
 from adwd.projections.audit import AuditProjection
+from adwd.projections.lineage import LineageProjection
 from adwd.projections.metrics import MetricsProjection
 from adwd.projections.queue import QueueProjection
 from adwd.projections.runs import RunsProjection
@@ -21,25 +22,26 @@ Handler = Callable[[StoredEvent, Any], None]
 
 @dataclass
 class Projections:
-    """Runs, metrics, queue and audit, at ``seq``."""
+    """Runs, metrics, queue, audit and lineage, at ``seq``."""
 
     runs: RunsProjection = field(default_factory=RunsProjection)
     metrics: MetricsProjection = field(default_factory=MetricsProjection)
     queue: QueueProjection = field(default_factory=QueueProjection)
     audit: AuditProjection = field(default_factory=AuditProjection)
+    lineage: LineageProjection = field(default_factory=LineageProjection)
     seq: int = 0
 
     def __post_init__(self) -> None:
         self.queue.metrics = self.metrics  # typical durations are kept once, in metrics
         table: dict[type, list[Handler]] = {}
-        for part in (self.runs, self.metrics, self.queue, self.audit):
+        for part in (self.runs, self.metrics, self.queue, self.audit, self.lineage):
             for event_type, handler in part.handlers().items():
                 table.setdefault(event_type, []).append(handler)
         self._dispatch = {k: tuple(v) for k, v in table.items()}
 
     def apply(self, stored: StoredEvent) -> None:
         """Fold one committed event into every projection."""
-        self.seq = self.runs.seq = stored.seq
+        self.seq = self.runs.seq = self.lineage.seq = stored.seq
         for handler in self._dispatch.get(type(stored.event), ()):
             handler(stored, stored.event)
 
@@ -51,4 +53,4 @@ class Projections:
             for handler in dispatch.get(type(stored.event), no_handlers):
                 handler(stored, stored.event)
         if stored is not None:
-            self.seq = self.runs.seq = stored.seq
+            self.seq = self.runs.seq = self.lineage.seq = stored.seq

@@ -36,7 +36,7 @@ class RunView:
 
     request: RunQueued
     queued_seq: int
-    status: str = "queued"  # queued | running | completed | failed
+    status: str = "queued"  # queued | running | completed | failed | cancelled
     progress_percent: int = 0
     current_step: str = ""
     last_seq: int = 0
@@ -129,7 +129,9 @@ class RunsProjection:
     def _failed(self, stored: StoredEvent, e: RunFailed) -> None:
         view = self._view(stored, e)
         if view is not None:
-            view.status, view.exit_code, view.cancelled = "failed", e.exit_code, e.cancelled
+            # A cancelled run has its own terminal status: nothing failed.
+            view.status = "cancelled" if e.cancelled else "failed"
+            view.exit_code, view.cancelled = e.exit_code, e.cancelled
             view.ended_ts, view.duration_s = stored.ts, e.duration_s
             view.resource_usage = e.resource_usage
             view.message = e.reason

@@ -23,6 +23,17 @@ WORKFLOW_STAGE = {
 }
 
 
+def is_forward(current: str, target: str) -> bool:
+    """Whether moving a card from ``current`` to ``target`` goes forward on the
+    board. A card in ``errored`` (or an unknown column) may go anywhere: a new
+    run picks it up again."""
+    if current not in STAGES or current == "errored":
+        return target != current
+    if target not in STAGES or target == "errored":
+        return target != current
+    return STAGES.index(target) > STAGES.index(current)
+
+
 def next_stage(stage: str) -> str:
     """The column after ``stage`` (``completed`` stays)."""
     order = STAGES[: STAGES.index("completed") + 1]

@@ -25,6 +25,12 @@ from adwd.events.errors import StoreError
 from adwd.events.store import EventStore, connect
 from adwd.projections.audit import AuditEntry
 from adwd.projections.bundle import Projections
+from adwd.projections.lineage import (
+    MAX_FAILURES,
+    Failure,
+    LineageProjection,
+    Outcomes,
+)
 from adwd.projections.metrics import RECENT, WINDOW, TypeMetrics
 from adwd.projections.runs import KEEP_ENDED, RunView
 
@@ -33,7 +39,7 @@ _RUN_COLUMNS = (
     "current_step", "message", "queued_ts", "started_ts", "ended_ts", "duration_s", "pid",
     "proc_start", "expected_s", "exit_code", "cancelled", "resource_usage", "request", "stage",
 )  # fmt: skip
-SCHEMA_VERSION = 3  # 3: runs.stage (the card's stage, folded from stage_changed)
+SCHEMA_VERSION = 4  # 3: runs.stage; 4: lineage and recovery_outcomes (projections/lineage.py)
 _AUDIT_COLUMNS = tuple(AuditEntry.__dataclass_fields__)
 _encode = msgspec.json.encode
 _usage = msgspec.json.Decoder(ResourceUsage | None)
@@ -96,6 +102,12 @@ class ViewStore:
         audit.update(seq=int, ts=float)
         t("audit").create(audit, pk="seq", if_not_exists=True)
         t("audit").create_index(["adw_id"], if_not_exists=True)
+        t("lineage").create({"adw_id": str, "data": str}, pk="adw_id", if_not_exists=True)
+        t("recovery_outcomes").create(
+            {"error_class": str, "option": str, "tried": int, "completed": int},
+            pk=("error_class", "option"),
+            if_not_exists=True,
+        )
 
     def checkpoint(self) -> tuple[int, str]:
         """``(seq, epoch)`` the views cover; ``(0, "")`` when empty."""
@@ -113,6 +125,8 @@ class ViewStore:
         metrics = projections.metrics
         types = {name: metrics.types[name] for name in metrics.dirty}
         metrics.dirty = set()
+        lineage = projections.lineage
+        adw_ids, lineage.dirty = lineage.dirty, set()
         try:
             with self._conn:
                 self._conn.executemany(
@@ -129,6 +143,14 @@ class ViewStore:
                 self._conn.executemany(
                     f"INSERT OR REPLACE INTO audit VALUES ({', '.join('?' * len(_AUDIT_COLUMNS))})",
                     [tuple(getattr(a, c) for c in _AUDIT_COLUMNS) for a in audit],
+                )
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO lineage VALUES (?, ?)",
+                    [(a, _encode(_lineage_row(lineage, a)).decode()) for a in adw_ids],
+                )
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO recovery_outcomes VALUES (?, ?, ?, ?)",
+                    [(c, o, t.tried, t.completed) for (c, o), t in lineage.outcomes.items()],
                 )
                 self._conn.execute(
                     "INSERT OR REPLACE INTO checkpoint VALUES ('projections', ?, ?, ?, ?)",
@@ -161,7 +183,7 @@ class ViewStore:
         ).fetchall()
         ended = self._conn.execute(
             # (+status: walk the last_seq index backwards, not every ended run by status.)
-            f"SELECT {columns} FROM runs WHERE +status IN ('completed', 'failed') "
+            f"SELECT {columns} FROM runs WHERE +status IN ('completed', 'failed', 'cancelled') "
             "ORDER BY last_seq DESC LIMIT ?",
             (KEEP_ENDED,),
         ).fetchall()
@@ -185,6 +207,7 @@ class ViewStore:
                 deque(values, maxlen=WINDOW),
                 deque(values[-RECENT:], maxlen=RECENT),
             )
+        _load_lineage(self._conn, p)
         return p
 
     def runs_of(self, adw_id: str) -> list[RunView]:
@@ -224,7 +247,9 @@ class ViewStore:
     def reset(self) -> None:
         """Forget every view (the log was restored or replaced)."""
         with self._conn:
-            for table in ("runs", "type_metrics", "audit", "checkpoint"):
+            for table in (
+                "runs", "type_metrics", "audit", "lineage", "recovery_outcomes", "checkpoint",
+            ):  # fmt: skip
                 self._conn.execute(f"DELETE FROM {table}")
 
     def close(self) -> None:
@@ -290,3 +315,55 @@ def catch_up(
             pending = 0
     views.save(projections, store.epoch)
     return projections
+
+
+class _LineageRow(msgspec.Struct, frozen=True):
+    """One adw_id's lineage, as stored."""
+
+    completed: list[str]
+    failures: list[Failure]
+    pending: list[tuple[str, str, str]]  # workflow_type, error class, option
+    ended: list[RunQueued] = []  # failed, their error_report not folded yet
+
+
+def _lineage_row(lineage: LineageProjection, adw_id: str) -> _LineageRow:
+    failures = [
+        lineage.failures[error_id]
+        for (a, _), error_id in lineage.last_failure.items()
+        if a == adw_id and error_id in lineage.failures
+    ]
+    pending = [(k[1], c, o) for k, (c, o) in lineage.pending.items() if k[0] == adw_id]
+    ended = [run for k, run in lineage.ended.items() if k[0] == adw_id]
+    return _LineageRow(sorted(lineage.completed.get(adw_id, ())), failures, pending, ended)
+
+
+def _load_lineage(conn: sqlite3.Connection, p: Projections) -> None:
+    """Restore the lineage fold: per adw_id rows, outcomes, and what it shares
+    with the other projections (recent durations, the active runs' stages)."""
+    lineage = p.lineage
+    lineage.seq = p.seq
+    decode = msgspec.json.Decoder(_LineageRow).decode
+    failures: list[Failure] = []
+    for adw_id, data in conn.execute("SELECT adw_id, data FROM lineage"):
+        row = decode(data)
+        lineage.known.add(adw_id)
+        if row.completed:
+            lineage.completed[adw_id] = set(row.completed)
+        failures += row.failures
+        for workflow_type, error_class, option in row.pending:
+            lineage.pending[(adw_id, workflow_type)] = (error_class, option)
+        for run in row.ended:
+            lineage.ended[(adw_id, run.workflow_type)] = run
+    for failure in sorted(failures, key=lambda f: f.seq)[-MAX_FAILURES:]:
+        lineage.failures[failure.error_id] = failure
+        lineage.last_failure[(failure.adw_id, failure.workflow_type)] = failure.error_id
+    for error_class, option, tried, completed in conn.execute(
+        "SELECT error_class, option, tried, completed FROM recovery_outcomes"
+    ):
+        lineage.outcomes[(error_class, option)] = Outcomes(tried, completed)
+    for name, m in p.metrics.types.items():
+        if m.recent:  # the same completed durations, folded once in metrics
+            lineage.durations[name] = deque(m.recent, maxlen=RECENT)
+    for view in p.runs.runs.values():
+        if view.status in ("queued", "running"):
+            lineage.active[view.key] = view.request

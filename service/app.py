@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import sys
@@ -10,9 +11,9 @@ import threading
 
 import pykka
 
-from adwd.actors.eventlog import EventLogActor
-from adwd.actors.messages import Append, Listening
-from adwd.actors.projector import Committed, ProjectionActor
+from adwd.actors.eventlog import EventLogActor, Relay
+from adwd.actors.messages import Append, Committed, Listening
+from adwd.actors.projector import ProjectionActor
 from adwd.actors.scheduler import SchedulerActor
 from adwd.actors.workflow import WorkflowActor
 from adwd.events.domain import SYSTEM_STREAM, ActorFailed, ServiceStarted, ServiceStopped
@@ -106,10 +107,14 @@ class Service:
             epoch=store.epoch,
             queue_status_interval_s=cfg.queue_status_interval_s,
         )
+        # The scheduler folds the committed log too (dependencies, recovery): it gets
+        # every batch after the catch-up, including those committed before it started.
+        to_scheduler = Relay()
         event_log = self._event_log = EventLogActor.start(
             store,
             supervisor=supervise,
             subscribers=[lambda batch: projector.tell(Committed(batch))],
+            leading=[to_scheduler],
             on_fatal=self._on_fatal,
         )
         startup = [
@@ -140,7 +145,11 @@ class Service:
             card_stages=runs.card_stages(),
             log_lines_per_s=cfg.log_lines_per_s,
             fault_injection=cfg.fault_injection,
+            lineage=copy.deepcopy(projections.lineage),
+            retry=cfg.retry,
+            stage_triggers=cfg.stage_triggers,
         )
+        to_scheduler.attach(self._scheduler)
         self._transport = TransportActor.start(
             supervisor=supervise,
             host=cfg.host,

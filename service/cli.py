@@ -89,6 +89,7 @@ _TYPE_STYLES = {
 _STATUS_STYLES = {
     "completed": "green",
     "failed": "bold red",
+    "cancelled": "yellow",
     "running": "cyan",
     "queued": "yellow",
     "accepted": "green",
@@ -211,7 +212,7 @@ def _inspect(args: argparse.Namespace) -> int:
         console.print(table)
         outcome = Text("  outcome: ")
         outcome.append(run.status, style=_STATUS_STYLES.get(run.status, "bold"))
-        if run.status == "failed":
+        if run.status in ("failed", "cancelled"):
             outcome.append(f": {run.reason}")
             if run.exit_code is not None:
                 outcome.append(f" (exit code {run.exit_code})")

@@ -31,6 +31,9 @@ class Unreachable(AdwdError):
     """The service did not answer at the address the CLI was given."""
 
 
+STATUS_STYLE = {"failed": "red", "cancelled": "yellow", "completed": "green", "running": "cyan"}
+
+
 def endpoints(url: str | None, config: str | None) -> tuple[str, str]:
     """``(ws_url, http_base)`` from a flag, the environment or the config file."""
     url = url or os.environ.get("ADWD_URL")
@@ -163,7 +166,12 @@ def render_status(doc: dict[str, Any]) -> Any:
     for column in ("adw_id", "workflow", "status", "stage", "progress", "step / message"):
         runs.add_column(column)
     for run in doc["runs"]:
-        style = {"failed": "red", "completed": "green", "running": "cyan"}.get(run["status"], "")
+        style = {
+            "failed": "red",
+            "cancelled": "yellow",
+            "completed": "green",
+            "running": "cyan",
+        }.get(run["status"], "")
         runs.add_row(
             run["adw_id"],
             run["workflow_name"],

@@ -16,11 +16,18 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from adwd.actors.catalogue import DEFAULT_WORKFLOW_TYPES, WorkflowSpec, check_template
+from adwd.actors.catalogue import DEFAULT_CATALOGUE, RetryPolicy, WorkflowSpec, check_template
 from adwd.events.errors import ConfigError
 from adwd.service.logs import LogFormat
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+STAGE_TRIGGERS = {
+    "plan": "adw_plan_iso",
+    "build": "adw_build_iso",
+    "test": "adw_test_iso",
+    "review": "adw_review_iso",
+    "document": "adw_document_iso",
+}
 
 
 class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -44,11 +51,23 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # Test-only: a ping whose request_id is "adwd-fault:<actor>" makes that actor
     # raise, to test supervision. Never turn it on in production.
     fault_injection: bool = False
+    # Automatic retries of failed runs (docs/workflows.md, "Retries"); a workflow's
+    # own ``retry`` table wins.
+    retry: RetryPolicy = RetryPolicy()
+    # Drag-and-drop triggers: a card moved to a stage starts this workflow type.
+    stage_triggers: dict[str, str] = msgspec.field(default_factory=lambda: dict(STAGE_TRIGGERS))
     workflows: dict[str, WorkflowSpec] = {}
 
     def __post_init__(self) -> None:
         for name, spec in self.catalogue.items():
             check_template(name, spec)
+        known = {**DEFAULT_CATALOGUE, **self.workflows}
+        for stage, workflow_type in self.stage_triggers.items():
+            if workflow_type not in known:
+                raise ConfigError(
+                    f"stage_triggers.{stage}: {workflow_type!r} is not a workflow type; "
+                    f"use one of: {', '.join(sorted(known))}."
+                )
 
     @property
     def data_path(self) -> Path:
@@ -67,8 +86,8 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
     @property
     def catalogue(self) -> dict[str, WorkflowSpec]:
-        """The enabled workflow types: the six ADW defaults merged with the file's."""
-        merged = {name: WorkflowSpec() for name in DEFAULT_WORKFLOW_TYPES}
+        """The enabled workflow types: the ADW defaults merged with the file's."""
+        merged = dict(DEFAULT_CATALOGUE)
         merged.update(self.workflows)
         return {name: spec for name, spec in merged.items() if spec.enabled}
 
@@ -106,6 +125,7 @@ def load_config(
         if var in env:
             raw[field] = env[var]
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    _over_defaults(raw)
     try:
         return msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:
@@ -113,3 +133,14 @@ def load_config(
         raise ConfigError(
             f"Invalid {source}: {exc}. See docs/operations.md for each setting."
         ) from exc
+
+
+def _over_defaults(raw: dict[str, Any]) -> None:
+    """A file's ``[workflows.<default type>]`` changes only the keys it names:
+    ``timeout_s = 60`` for adw_build_iso keeps its stages and dependencies."""
+    workflows = raw.get("workflows")
+    if not isinstance(workflows, dict):
+        return
+    for name, entry in workflows.items():
+        if name in DEFAULT_CATALOGUE and isinstance(entry, dict):
+            workflows[name] = {**msgspec.to_builtins(DEFAULT_CATALOGUE[name]), **entry}

@@ -173,7 +173,7 @@ def follow_events(
             sleep(poll_s)
 
 
-def describe(event: ev.DomainEvent) -> str:
+def describe(event: ev.DomainEvent) -> str:  # noqa: PLR0912 (one case per event type)
     """One line saying what an event means, for a person."""
     match event:
         case ev.ServiceStarted():
@@ -183,7 +183,12 @@ def describe(event: ev.DomainEvent) -> str:
         case ev.RunQueued():
             why = f", reason {event.trigger_reason!r}" if event.trigger_reason else ""
             issue = f", issue {event.issue_number}" if event.issue_number else ""
-            return f"{event.workflow_type} queued{issue}{why}; log {event.logs_path}"
+            retry = (
+                f", attempt {event.attempt} ({event.recovery} of {event.retry_of})"
+                if event.retry_of
+                else ""
+            )
+            return f"{event.workflow_type} queued{issue}{why}{retry}; log {event.logs_path}"
         case ev.TriggerDeduplicated():
             return f"{event.workflow_type}: already queued or running"
         case ev.TriggerRejected():
@@ -199,9 +204,20 @@ def describe(event: ev.DomainEvent) -> str:
             took = f" after {format_duration(event.duration_s)}" if event.duration_s else ""
             return f"{event.workflow_type} failed{took}: {event.reason}"
         case ev.CancelRequested():
-            return f"cancel {event.adw_id}: {event.outcome} ({event.reason})"
+            verb = "terminate" if event.force else "cancel"
+            return f"{verb} {event.adw_id}: {event.outcome} ({event.reason})"
         case ev.ErrorReported():
-            return f"{event.severity} {event.category} error: {event.description}"
+            retry = (
+                f"; attempt {event.attempt + 1} in {event.retry_in_s:g} s"
+                if (event.retry_in_s is not None)
+                else ""
+            )
+            return f"{event.severity} {event.category} error: {event.description}{retry}"
+        case ev.RecoveryOffered():
+            return (
+                f"recovery of {event.error_id}: {event.option}, p={event.success_probability:.2f} "
+                f"(from {event.based_on}), ~{format_duration(event.estimated_time)}"
+            )
         case ev.OrphanStopped():
             return f"{event.workflow_type}: leftover pid {event.pid} stopped with {event.signal}"
     return type(event).__name__
@@ -289,7 +305,7 @@ class RunTimeline:
             return
         self.logs_path, self.status = view.request.logs_path, view.status
         self.queued_ts, self.started_ts = view.queued_ts, view.started_ts
-        if view.status in ("completed", "failed"):
+        if view.status in ("completed", "failed", "cancelled"):
             self.reason, self.exit_code, self.cancelled = (
                 view.message,
                 view.exit_code,

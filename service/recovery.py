@@ -85,7 +85,8 @@ def interrupted_report(view: RunView) -> ErrorReported:
             "Check the work directory for partial output before re-running.",
             "Trigger the workflow again with the same adw_id to re-run it.",
         ],
-        recovery_options=["retrigger"],
+        recovery_options=["retry", "retry_heavy", "cancel"],
+        stage=view.stage or "",
         adw_id=adw_id,
         workflow_type=workflow_type,
     )

@@ -53,4 +53,4 @@ def test_a_report_says_what_where_and_what_to_do() -> None:
     assert "timed out after 30 s" in event.description
     assert event.suggested_actions[0].endswith("/d/agents/a1/adw_test_iso/execution.log")
     assert "timeout_s" in event.suggested_actions[1]
-    assert event.recovery_options == ["retrigger"]
+    assert event.recovery_options == ["retry", "retry_heavy", "cancel"]

@@ -9,6 +9,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from adwd.actors.catalogue import DEFAULT_CATALOGUE
 from adwd.actors.classify import CLASSES
 from adwd.actors.lifecycle import (
     INTERRUPTED,
@@ -228,17 +229,36 @@ RunMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40
 test_run_lifecycle = RunMachine.TestCase
 
 
-def test_a_workflow_that_manages_its_stages_is_not_moved_on_when_it_completes() -> None:
-    run = RunLifecycle(adw_id="a", workflow_type="adw_sdlc_iso", card_stage="backlog")
-    run.spawned(pid=1, argv=["x"], cwd="/", proc_start=1, now=0.0)
-    run.progress(50, "Stage: test", "testing")
-    out = run.exited(0, None, 10.0)
-    assert [type(o) for o in out] == [RunCompleted, Ended]
-    assert out[-1] == Ended("test", 10.0)
+SDLC = DEFAULT_CATALOGUE["adw_sdlc_iso"]
+
+
+def test_a_composite_moves_its_card_only_forward_through_its_own_stages() -> None:
+    run = RunLifecycle(
+        adw_id="a",
+        workflow_type="adw_sdlc_iso",
+        card_stage="backlog",
+        stages=SDLC.stages,
+        done_stage=SDLC.completes_to,
+    )
+    out = run.spawned(pid=1, argv=["x"], cwd="/", proc_start=1, now=0.0)
+    out += run.progress(50, "Stage: test", "testing")
+    out += run.progress(55, "Stage: plan", "a stray report of an earlier stage")
+    out += run.progress(60, "Stage: pr", "not one of its stages")
+    out += run.exited(0, None, 10.0)
+    moves = [(m.from_stage, m.to_stage) for m in out if isinstance(m, StageChanged)]
+    assert moves == [("backlog", "plan"), ("plan", "test"), ("test", "ready-to-merge")]
+    assert out[-1] == Ended("ready-to-merge", 10.0)
 
 
 def test_a_completed_run_moves_its_card_onwards() -> None:
-    run = RunLifecycle(adw_id="a", workflow_type="adw_plan_iso", card_stage="backlog")
+    plan = DEFAULT_CATALOGUE["adw_plan_iso"]
+    run = RunLifecycle(
+        adw_id="a",
+        workflow_type="adw_plan_iso",
+        card_stage="backlog",
+        stages=plan.stages,
+        done_stage=plan.completes_to,
+    )
     run.spawned(pid=1, argv=["x"], cwd="/", proc_start=1, now=0.0)
     out = run.exited(0, None, 2.5)
     moved = [o for o in out if isinstance(o, StageChanged)]

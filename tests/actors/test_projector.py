@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from adwd.actors.projector import Committed, ProjectionActor
+from adwd.actors.messages import Committed
+from adwd.actors.projector import ProjectionActor
 from adwd.events.domain import RunQueued
 from adwd.events.store import EventStore, NewEvent, StoredEvent
 from adwd.projections.bundle import Projections

@@ -69,6 +69,15 @@ class Client:
         self.send({"type": "trigger_workflow", "data": {"workflow_type": workflow_type, **data}})
         return self.wait_for(lambda m: m["type"] == "trigger_response")
 
+    def planned(self, adw_id: str | None = None) -> str:
+        """Run adw_plan_iso to completion (what build, test... depend on); its adw_id."""
+        response = self.trigger("adw_plan_iso", **({"adw_id": adw_id} if adw_id else {}))
+        assert response["data"]["status"] == "accepted", response
+        adw_id = str(response["data"]["adw_id"])
+        final = self.wait_terminal(adw_id)
+        assert final["data"]["status"] == "completed", final
+        return adw_id
+
     def wait_terminal(self, adw_id: str, timeout: float = TIMEOUT) -> dict[str, Any]:
         return self.wait_for(
             lambda m: (

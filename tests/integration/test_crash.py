@@ -58,7 +58,7 @@ def test_sigkill_then_restart(
     types = [e.type for e in new]
     assert types[:3] == ["orphan_stopped", "run_failed", "error_reported"]
     assert "interrupted" in new[1].event.reason  # type: ignore[union-attr]
-    assert new[2].event.recovery_options == ["retrigger"]  # type: ignore[union-attr]
+    assert new[2].event.recovery_options == ["retry", "retry_heavy", "cancel"]  # type: ignore[union-attr]
 
     watcher = restarted.client("/ws/trigger?since=0")
     report = watcher.wait_for(lambda m: m["type"] == "error_report")

@@ -38,7 +38,7 @@ def test_every_message_with_a_seq_is_committed_when_it_arrives(server: Running) 
             checked.append(seq)
         return False
 
-    ids = [client.trigger(t)["data"]["adw_id"] for t in ("adw_plan_iso", "adw_test_iso")]
+    ids = [client.trigger(t)["data"]["adw_id"] for t in ("adw_plan_iso", "adw_plan_iso")]
     for adw_id in ids:
         client.wait_terminal(adw_id)
     for message in client.seen:

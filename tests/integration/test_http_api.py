@@ -54,12 +54,12 @@ def test_adw_state_gives_the_current_stage(server: Running) -> None:
 
 def test_runs_overview_and_health(server: Running) -> None:
     client = server.client()
-    client.trigger("adw_test_iso", adw_id="ov1")
+    client.trigger("adw_plan_iso", adw_id="ov1")
     done = client.wait_terminal("ov1")
     status, body = _caught_up(server, "/api/runs", done["seq"])
     assert status == 200
     assert [r["adw_id"] for r in body["runs"]] == ["ov1"]
-    assert body["metrics"]["adw_test_iso"]["completed"] == 1
+    assert body["metrics"]["adw_plan_iso"]["completed"] == 1
     assert body["queue"] == []
     status, health, _ = _get(server, "/health")
     assert (status, health["status"]) == (200, "healthy")

@@ -29,7 +29,7 @@ def test_a_card_moves_through_its_stages(server: Running) -> None:
 
 def test_log_lines_reach_boards_with_levels(server: Running) -> None:
     board = server.client()
-    board.trigger("adw_build_iso", adw_id="logs1", trigger_reason="#fail")
+    board.trigger("adw_plan_iso", adw_id="logs1", trigger_reason="#fail")
     board.wait_terminal("logs1")
     lines = [m["data"] for m in board.seen if m["type"] == "workflow_log"]
     assert lines, "the example workflows print ordinary lines"

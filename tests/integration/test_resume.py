@@ -223,7 +223,7 @@ def test_a_position_that_changes_quickly_is_sent_when_the_interval_ends(
 
 def test_workflow_metrics_at_start_and_end(server: Running) -> None:
     board = server.client()
-    adw_id = board.trigger("adw_test_iso")["data"]["adw_id"]
+    adw_id = board.trigger("adw_plan_iso")["data"]["adw_id"]
     start = board.wait_for(lambda m: m["type"] == "workflow_metrics")
     assert start["data"]["phase"] == "start"
     final = board.wait_for(lambda m: m["type"] == "workflow_metrics")
@@ -234,7 +234,7 @@ def test_workflow_metrics_at_start_and_end(server: Running) -> None:
     assert usage["cpu_user_s"] + usage["cpu_system_s"] > 0
     assert usage["max_rss_kb"] > 0
     assert final["data"]["performance_score"] == 100.0  # no history: typical by definition
-    second = board.trigger("adw_test_iso")["data"]["adw_id"]
+    second = board.trigger("adw_plan_iso")["data"]["adw_id"]
     started = board.wait_for(
         lambda m: m["type"] == "workflow_metrics" and m["data"]["adw_id"] == second
     )

@@ -88,13 +88,17 @@ def test_retrigger_while_running_is_answered_the_same_and_starts_nothing(
 def test_same_adw_id_other_workflow_type_is_a_new_run_after_the_first(
     start_service: Start, tmp_path: Path
 ) -> None:
-    server = start_service(max_concurrent=2)
+    (tmp_path / "go").touch()
+    sleep = WorkflowSpec(env={"ADW_RELEASE_FILE": str(tmp_path / "go")})
+    server = start_service(max_concurrent=2, workflows={"adw_sleep": sleep})
     client = server.client()
     client.trigger("adw_plan_iso", adw_id="chain1")
-    client.trigger("adw_build_iso", adw_id="chain1")
+    client.trigger("adw_sleep", adw_id="chain1")  # same work dir: waits for the plan
     finals = [client.wait_terminal("chain1"), client.wait_terminal("chain1")]
-    assert [f["data"]["workflow_name"] for f in finals] == ["adw_plan_iso", "adw_build_iso"]
+    assert [f["data"]["workflow_name"] for f in finals] == ["adw_plan_iso", "adw_sleep"]
     assert all(f["data"]["status"] == "completed" for f in finals)
+    client.trigger("adw_build_iso", adw_id="chain1")  # its plan completed: accepted
+    assert client.wait_terminal("chain1")["data"]["status"] == "completed"
     build_log = (server.data_dir / "agents/chain1/adw_build_iso/execution.log").read_text()
     assert "plan.md" in build_log
 

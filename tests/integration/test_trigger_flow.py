@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from adwd.actors.catalogue import DEFAULT_WORKFLOW_TYPES
+from adwd.actors.catalogue import DEFAULT_CATALOGUE, DEFAULT_WORKFLOW_TYPES
 from tests.integration.conftest import Running
 
 
@@ -22,9 +23,11 @@ def test_ping_gets_pong_with_epoch_ms(server: Running) -> None:
 @pytest.mark.parametrize("workflow_type", DEFAULT_WORKFLOW_TYPES)
 def test_each_workflow_type_runs_to_completion(server: Running, workflow_type: str) -> None:
     client = server.client()
-    response = client.trigger(workflow_type, issue_number=42, trigger_reason="test")
+    # A dependent workflow works on what a completed plan of the same adw_id made.
+    needs = {"adw_id": client.planned()} if DEFAULT_CATALOGUE[workflow_type].requires else {}
+    response = client.trigger(workflow_type, issue_number=42, trigger_reason="test", **needs)
     data = response["data"]
-    assert data["status"] == "accepted"
+    assert data["status"] == "accepted", response
     assert data["workflow_name"] == workflow_type
     adw_id = data["adw_id"]
     assert len(adw_id) == 8
@@ -32,7 +35,7 @@ def test_each_workflow_type_runs_to_completion(server: Running, workflow_type: s
     assert data["logs_path"].endswith(f"agents/{adw_id}/{workflow_type}/execution.log")
     assert isinstance(response["seq"], int)
 
-    updates = []
+    updates: list[dict[str, Any]] = []
     while not updates or updates[-1]["data"]["status"] not in ("completed", "failed"):
         updates.append(client.wait_for(lambda m: m["type"] == "status_update"))
     statuses = [u["data"]["status"] for u in updates]
@@ -51,7 +54,7 @@ def test_each_workflow_type_runs_to_completion(server: Running, workflow_type: s
 
 def test_failing_workflow_reports_failed_with_reason(server: Running) -> None:
     client = server.client()
-    response = client.trigger("adw_build_iso", trigger_reason="please #fail")
+    response = client.trigger("adw_plan_iso", trigger_reason="please #fail")
     final = client.wait_terminal(response["data"]["adw_id"])
     assert final["data"]["status"] == "failed"
     assert "exited with code 1" in final["data"]["message"]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from adwd.events.domain import (
     CancelRequested,
     DomainEvent,
+    ErrorReported,
     ResourceUsage,
     RunCompleted,
     RunFailed,
@@ -39,9 +40,16 @@ def histories(draw: st.DrawFn) -> list[DomainEvent]:
     runs: list[list[DomainEvent]] = []
     for i in range(n_runs):
         adw_id, wt = f"r{i}", draw(st.sampled_from(TYPES))  # a key is never re-queued while active
+        recovering = draw(st.sampled_from([None, ("system.spawn", "retry"),
+                                           ("workflow.exit_nonzero", "retry_heavy")]))  # fmt: skip
         life: list[DomainEvent] = [
-            RunQueued(adw_id=adw_id, workflow_type=wt, logs_path="/l", connection_id=f"c{i % 3}")
-        ]
+            RunQueued(
+                adw_id=adw_id, workflow_type=wt, logs_path="/l", connection_id=f"c{i % 3}",
+                covers=draw(st.none() | st.lists(st.sampled_from(["plan", "build"]), max_size=2)),
+                recovers_class=recovering[0] if recovering else None,
+                recovery=recovering[1] if recovering else None,
+            )
+        ]  # fmt: skip
         stage = draw(st.integers(0, 3))  # 0 queued, 1 running, 2 ended, 3 cancelled before start
         if stage == 3:
             life.append(RunFailed(adw_id=adw_id, workflow_type=wt, reason="c", cancelled=True))
@@ -73,6 +81,12 @@ def histories(draw: st.DrawFn) -> list[DomainEvent]:
                 else:
                     life.append(RunFailed(adw_id=adw_id, workflow_type=wt, reason="exit 1",
                                           exit_code=1, duration_s=duration))  # fmt: skip
+                    life.append(ErrorReported(
+                        error_id=f"e{i}", category="workflow", severity="medium",
+                        description="d", suggested_actions=[], recovery_options=["retry"],
+                        adw_id=adw_id, workflow_type=wt, error_class="workflow.exit_nonzero",
+                        stage=draw(st.sampled_from(["", "plan", "build"])),
+                    ))  # fmt: skip
         runs.append(life)
     noise: list[DomainEvent] = [
         ServiceStarted(pid=1, host="h", port=1, max_concurrent=draw(st.integers(1, 4))),
@@ -105,6 +119,17 @@ def _state(p: Projections) -> dict[str, Any]:
         "max_concurrent": p.queue.max_concurrent,
         "queue": p.queue.entries(now=1e12),
         "card_stages": p.runs.card_stages(),
+        "lineage": (
+            p.lineage.completed,
+            p.lineage.known,
+            p.lineage.failures,
+            p.lineage.last_failure,
+            p.lineage.pending,
+            {k: astuple(v) for k, v in p.lineage.outcomes.items()},
+            {k: list(v) for k, v in p.lineage.durations.items()},
+            p.lineage.active,
+            p.lineage.ended,
+        ),
     }
 
 

@@ -57,7 +57,9 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> Log:
     release = base / "release"
     sleep = WorkflowSpec(env={"ADW_RELEASE_FILE": str(release)}, timeout_s=60)
     with services(base) as start:
-        server = start(max_concurrent=1, workflows={"adw_sleep": sleep})
+        # adw_build_iso without its plan dependency: this history has a lone failed build.
+        alone = WorkflowSpec(stages=("build",))
+        server = start(max_concurrent=1, workflows={"adw_sleep": sleep, "adw_build_iso": alone})
         client = server.client()
         client.trigger("adw_plan_iso", adw_id="ok1", issue_number="7")
         client.wait_terminal("ok1")
@@ -182,10 +184,11 @@ def test_events_for_a_person_are_one_line_each_without_colour(
     assert len(lines) == len([e for e in events if e["stream"] == "workflow:bad1"])
     assert "run_queued" in lines[0]
     assert "(by anonymous)" in lines[0]
-    assert "run_failed" in lines[-2]
-    assert "#fail" in lines[-2]
-    assert "error_reported" in lines[-1]  # every failed run is classified and reported
-    assert "workflow error" in lines[-1]
+    assert "run_failed" in lines[-3]
+    assert "#fail" in lines[-3]
+    assert "error_reported" in lines[-2]  # every failed run is classified and reported
+    assert "workflow error" in lines[-2]
+    assert "recovery_offered" in lines[-1]  # and what the user can do about it
     assert "\x1b[" not in out
 
 

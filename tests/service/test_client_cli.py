@@ -48,7 +48,7 @@ def test_trigger_follow_shows_progress_and_exits_with_the_outcome(server: Runnin
     assert "accepted" in done.stdout
     assert "100%" in done.stdout
     assert "completed: adw_plan_iso completed" in done.stdout
-    failed = _adwd(server, "trigger", "adw_build_iso", "--reason", "#fail", "--follow")
+    failed = _adwd(server, "trigger", "adw_plan_iso", "--reason", "#fail", "--follow")
     assert failed.returncode == 1
     assert "failing on request" in failed.stdout  # the run's own log line
     rejected = _adwd(server, "trigger", "adw_nothing")
@@ -57,7 +57,7 @@ def test_trigger_follow_shows_progress_and_exits_with_the_outcome(server: Runnin
 
 
 def test_trigger_follow_json_lines(server: Running) -> None:
-    done = _adwd(server, "trigger", "adw_test_iso", "--adw-id", "cli-json", "--follow", "--json")
+    done = _adwd(server, "trigger", "adw_plan_iso", "--adw-id", "cli-json", "--follow", "--json")
     assert done.returncode == 0, done.stderr
     messages = [json.loads(line) for line in done.stdout.splitlines()]
     assert messages[0]["status"] == "accepted"

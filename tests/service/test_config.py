@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from adwd.actors.catalogue import DEFAULT_WORKFLOW_TYPES, WorkflowSpec
+from adwd.actors.catalogue import DEFAULT_CATALOGUE, DEFAULT_WORKFLOW_TYPES, WorkflowSpec
 from adwd.events.errors import ConfigError
 from adwd.service.config import EXAMPLES_DIR, load_config
 
@@ -36,7 +36,7 @@ def test_file_settings_replace_defaults(tmp_path: Path) -> None:
     assert config.project_path == Path("/proj")
 
 
-def test_file_workflow_adds_a_type_and_keeps_the_six_defaults(tmp_path: Path) -> None:
+def test_file_workflow_adds_a_type_and_keeps_the_defaults(tmp_path: Path) -> None:
     path = _toml(
         tmp_path,
         '[workflows.adw_sleep]\nargv = ["{python}", "adws/adw_sleep.py", "{adw_id}"]\n'
@@ -47,7 +47,26 @@ def test_file_workflow_adds_a_type_and_keeps_the_six_defaults(tmp_path: Path) ->
     assert catalogue["adw_sleep"] == WorkflowSpec(
         argv=("{python}", "adws/adw_sleep.py", "{adw_id}"), timeout_s=30.0, max_concurrent=1
     )
-    assert catalogue["adw_plan_iso"] == WorkflowSpec()
+    assert catalogue["adw_plan_iso"] == DEFAULT_CATALOGUE["adw_plan_iso"]
+
+
+def test_a_file_entry_for_a_default_type_changes_only_what_it_names(tmp_path: Path) -> None:
+    path = _toml(tmp_path, "[workflows.adw_build_iso]\nstart_to_close_s = 60\n")
+    build = load_config(path, env={}).catalogue["adw_build_iso"]
+    assert build.attempt_timeout_s == 60.0
+    assert (build.stages, build.requires) == (("build",), ("plan",))
+
+
+def test_a_stage_trigger_naming_no_workflow_is_refused(tmp_path: Path) -> None:
+    path = _toml(tmp_path, '[stage_triggers]\nplan = "adw_plan"\n')
+    with pytest.raises(ConfigError, match=r"stage_triggers\.plan: 'adw_plan' is not a workflow"):
+        load_config(path, env={})
+
+
+def test_a_bad_stage_in_the_catalogue_is_refused(tmp_path: Path) -> None:
+    path = _toml(tmp_path, '[workflows.x]\nstages = ["plan", "deploy"]\n')
+    with pytest.raises(ConfigError, match=r"workflows\.x\.stages: unknown stage"):
+        load_config(path, env={})
 
 
 def test_disabled_workflow_leaves_the_catalogue(tmp_path: Path) -> None:

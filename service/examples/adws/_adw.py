@@ -14,6 +14,7 @@ a small API:
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -24,6 +25,26 @@ from typing import NoReturn
 
 PROGRESS_PREFIX = "ADW-PROGRESS "
 FAIL_MARKER = "#fail"
+FAIL_AT_MARKER = "#fail-at:"  # "#fail-at:test": a composite fails in its test stage only
+STAGE_SCRIPTS = {
+    "plan": "adw_plan_iso",
+    "build": "adw_build_iso",
+    "test": "adw_test_iso",
+    "review": "adw_review_iso",
+    "document": "adw_document_iso",
+    "pr": "adw_ship_iso",
+}
+
+
+# Set by run_stages while a composite runs one of its stages: which one, and the
+# share of the run's progress it reports in.
+@dataclass(slots=True)
+class _Composite:
+    stage: str | None = None
+    span: tuple[int, int] = (0, 100)
+
+
+_RUNNING = _Composite()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +102,9 @@ def progress(
     """
     report: dict[str, int | str] = {}
     if percent is not None:
-        report["progress_percent"] = max(0, min(100, int(percent)))
+        low, high = _RUNNING.span  # a composite's stage reports within its share
+        scaled = low + (high - low) * max(0, min(100, int(percent))) // 100
+        report["progress_percent"] = scaled
     if step is not None:
         report["current_step"] = step
     if message is not None:
@@ -102,8 +125,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def fail_requested(ctx: AdwContext) -> bool:
-    """True when the trigger reason contains ``#fail`` (a hook for exercising failed runs)."""
-    return FAIL_MARKER in ctx.trigger_reason
+    """True when the trigger reason contains ``#fail`` (a hook for exercising failed runs),
+    or ``#fail-at:<stage>`` while a composite runs that stage."""
+    reason = ctx.trigger_reason
+    if FAIL_AT_MARKER in reason:
+        wanted = (reason.split(FAIL_AT_MARKER, 1)[1].split() or [""])[0]
+        return _RUNNING.stage == wanted
+    return FAIL_MARKER in reason
 
 
 def exit_if_fail_requested(ctx: AdwContext) -> None:
@@ -152,3 +180,21 @@ def work_files(ctx: AdwContext, *, exclude: tuple[str, ...] = ()) -> list[Path]:
 def issue_label(ctx: AdwContext) -> str:
     """``#<n>`` for the run's issue, or ``(no issue)`` when the issue number is empty."""
     return f"#{ctx.issue_number}" if ctx.issue_number else "(no issue)"
+
+
+def run_stages(stages: list[str] | tuple[str, ...]) -> int:
+    """Run the example stage scripts one after another in this process (a
+    composite workflow): each reports ``Stage: <stage>`` and its progress
+    within its share of the run; the first failing stage ends the run."""
+    unknown = [s for s in stages if s not in STAGE_SCRIPTS]
+    if not stages or unknown:
+        fail(f"no stages to run, or unknown stages {unknown}; use: {', '.join(STAGE_SCRIPTS)}")
+    for index, stage in enumerate(stages):
+        module = importlib.import_module(STAGE_SCRIPTS[stage])
+        _RUNNING.stage = stage
+        _RUNNING.span = (100 * index // len(stages), 100 * (index + 1) // len(stages))
+        progress(0, f"Stage: {stage}", f"{stage} stage ({index + 1} of {len(stages)})")
+        code = int(module.main())
+        if code:
+            return code
+    return 0
