@@ -35,6 +35,13 @@ from typing import IO, Any, cast
 import msgspec
 import pykka
 
+from adwd.actors.adwstate import (
+    has_loader,
+    merged_state,
+    read_state,
+    state_path,
+    write_state,
+)
 from adwd.actors.base import Actor
 from adwd.actors.catalogue import LaunchPlan
 from adwd.actors.lifecycle import (
@@ -58,6 +65,7 @@ from adwd.actors.messages import (
 from adwd.actors.processes import group_alive, start_ticks, usage_of
 from adwd.actors.progress import parse_progress_line
 from adwd.events.domain import (
+    AdwStateWritten,
     DomainEvent,
     ResourceUsage,
     RunCompleted,
@@ -141,6 +149,17 @@ class WorkflowActor(Actor):
         except OSError as exc:
             self._apply(self._run.spawn_failed(f"could not create its log: {exc}"))
             return
+        try:
+            self._write_adw_state(plan)
+        except OSError as exc:
+            log_file.close()
+            self._apply(
+                self._run.spawn_failed(
+                    f"could not write its ADW state ({exc}); check that the run's cwd "
+                    f"{plan.cwd!r} is writable."
+                )
+            )
+            return
         header = f"--- adwd: {' '.join(plan.argv)} (cwd {plan.cwd}) at {time.ctime()}\n"
         log_file.write(header.encode())
         log_file.flush()
@@ -199,6 +218,25 @@ class WorkflowActor(Actor):
             threading.Thread(
                 target=target, args=args, name=f"adw-{name}-{self._adw_id}", daemon=True
             ).start()
+
+    def _write_adw_state(self, plan: LaunchPlan) -> None:
+        """The ADW state the scripts load, created or merged, then its fact
+        (appended before run_started: the log says what the child found)."""
+        if not has_loader(plan.cwd):
+            return  # no ADW scripts there to read it (and never create a cwd here)
+        path = state_path(plan.cwd, self._adw_id)
+        existing = read_state(path)
+        state, changed = merged_state(self._request, existing)
+        write_state(path, state)
+        written = AdwStateWritten(
+            adw_id=self._adw_id,
+            workflow_type=self._workflow_type,
+            path=str(path),
+            created=existing is None,
+            data_source=str(state.get("data_source", "github")),
+            changed=changed,
+        )
+        self._tell_log(Append([self._new(written)]))
 
     @staticmethod
     def _check_launchable(plan: LaunchPlan) -> None:

@@ -205,6 +205,26 @@ class ActorFailed(DomainEvent, tag="actor_failed", frozen=True):
     action: str = ""  # what the supervisor did: "connection closed 1011", ...
 
 
+# --------------------------------------------------------------------------
+# The real ADW scripts and the board's agent stream (issue 14)
+
+
+class AdwStateWritten(DomainEvent, tag="adw_state_written", frozen=True):
+    """Before launching a run, adwd wrote the ADW state its scripts load
+    (``<cwd>/agents/<adw_id>/adw_state.json``): ``created`` or updated (a
+    dependent workflow of an existing adw_id); ``changed`` names the fields."""
+
+    adw_id: str
+    workflow_type: str
+    path: str
+    created: bool
+    data_source: str
+    changed: list[str] = []
+
+
+ADW_EVENTS: tuple[type[DomainEvent], ...] = (AdwStateWritten,)
+
+
 DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
     ServiceStarted,
     ServiceStopped,
@@ -221,6 +241,7 @@ DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
     StageChanged,
     RunLogged,
     ActorFailed,
+    *ADW_EVENTS,
 )
 AnyEvent = (
     ServiceStarted
@@ -238,6 +259,7 @@ AnyEvent = (
     | StageChanged
     | RunLogged
     | ActorFailed
+    | AdwStateWritten  # issue 14: ADW_EVENTS
 )
 TERMINAL_EVENTS = (RunCompleted, RunFailed)
 

@@ -25,7 +25,8 @@ class StatusBody(Struct, frozen=True, kw_only=True):
     status: Annotated[str, Meta(max_length=32)] = "running"
     message: Text = ""
     progress_percent: Percent | None = None
-    current_step: Annotated[str, Meta(max_length=200)] = ""
+    # The scripts' notifier sends null for a step it does not know.
+    current_step: Annotated[str, Meta(max_length=200)] | None = ""
 
 
 class LogBody(Struct, frozen=True, kw_only=True):

@@ -390,7 +390,8 @@ def route_reply(outcome: RouteOutcome, adw_id: str) -> tuple[HTTPStatus, dict[st
     """The HTTP answer to a routed update: one case per outcome, checked exhaustive."""
     match outcome:
         case RouteOutcome.ACCEPTED:
-            return HTTPStatus.ACCEPTED, {"status": "accepted", "adw_id": adw_id}
+            # 200, not 202: the ADW scripts' notifier counts anything else as a failure.
+            return HTTPStatus.OK, {"status": "accepted", "adw_id": adw_id}
         case RouteOutcome.FORBIDDEN:
             return HTTPStatus.FORBIDDEN, error_body(
                 ErrorCode.FORBIDDEN,

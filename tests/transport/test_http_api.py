@@ -386,7 +386,7 @@ def test_a_plain_get_of_a_websocket_path_is_told_to_upgrade(path: str) -> None:
 def test_an_update_is_routed_to_its_run(path: str, body: object, expected: object) -> None:
     fake = FakeTransport()
     reply = _answer(fake, "POST", path, body, {"authorization": "Bearer s3cret"}, local=False)
-    assert reply == Reply(HTTPStatus.ACCEPTED, {"status": "accepted", "adw_id": "a1"})
+    assert reply == Reply(HTTPStatus.OK, {"status": "accepted", "adw_id": "a1"})
     (routed,) = fake.routed
     assert routed[0] == "a1"
     assert type(routed[1]) is type(expected)
@@ -455,7 +455,7 @@ def test_a_failing_backend_gives_500_internal_and_is_logged(
 @pytest.mark.parametrize(
     ("outcome", "status", "code"),
     [
-        (RouteOutcome.ACCEPTED, HTTPStatus.ACCEPTED, None),
+        (RouteOutcome.ACCEPTED, HTTPStatus.OK, None),
         (RouteOutcome.FORBIDDEN, HTTPStatus.FORBIDDEN, "forbidden"),
         (RouteOutcome.NOT_FOUND, HTTPStatus.NOT_FOUND, "not_found"),
     ],
@@ -472,7 +472,7 @@ def test_each_outcome_has_its_status_and_error_code(
 
 def test_every_outcome_is_answered() -> None:
     assert {route_reply(o, "a")[0] for o in RouteOutcome} == {
-        HTTPStatus.ACCEPTED,
+        HTTPStatus.OK,
         HTTPStatus.FORBIDDEN,
         HTTPStatus.NOT_FOUND,
     }
