@@ -27,6 +27,7 @@ import pykka
 from msgspec import Struct
 
 from adwd.actors.base import InjectedFault
+from adwd.actors.board import SESSIONS, restart_of
 from adwd.actors.dispatch import DispatchedActor, Dispatcher
 from adwd.actors.messages import (
     Append,
@@ -38,20 +39,34 @@ from adwd.actors.messages import (
     Trigger,
 )
 from adwd.events.codec import decode_client, encode, peek
-from adwd.events.domain import ActorFailed, TriggerRejected, connection_stream
+from adwd.events.domain import (
+    ActorFailed,
+    RunLogged,
+    TriggerRejected,
+    connection_stream,
+    workflow_stream,
+)
 from adwd.events.errors import ErrorCode, ProtocolError
 from adwd.events.store import NewEvent
 from adwd.events.wire import (
     ADW_ID_PATTERN,
     WORKFLOW_TYPE_PATTERN,
     CancelWorkflow,
+    CancelWorkflowData,
+    ClientWorkflowLog,
     Error,
     ErrorData,
     GetQueueStatus,
     Ping,
     Pong,
+    RegisterSession,
+    SessionRegistered,
+    SessionRegisteredData,
     Subscribe,
     SubscribeData,
+    TicketNotification,
+    TicketNotificationResponse,
+    TicketNotificationResponseData,
     TriggerWorkflow,
 )
 
@@ -209,7 +224,53 @@ class ConnectionActor(DispatchedActor):
         elif isinstance(msg, GetQueueStatus):
             rid = msg.request_id
             self._ask(self._projector, lambda reply: QueueStatusAsked(self._cid, rid, reply))
+        elif isinstance(msg, RegisterSession | TicketNotification | ClientWorkflowLog):
+            self._on_board(msg)
         return False
+
+    def _on_board(self, msg: RegisterSession | TicketNotification | ClientWorkflowLog) -> None:
+        """The Kanban board's own messages (actors/board.py)."""
+        if isinstance(msg, RegisterSession):
+            count = SESSIONS.register(msg.data.session_id, self._cid)
+            data = SessionRegisteredData(
+                session_id=msg.data.session_id,
+                message="Session registered successfully",
+                connections=count,
+            )
+            self._outbox.send(encode(SessionRegistered(data, request_id=msg.request_id)))
+        elif isinstance(msg, TicketNotification):
+            ticket = msg.data
+            old = restart_of(ticket)
+            text = f"Ticket notification '{ticket.title}' received successfully"
+            if old is not None:
+                cancel = CancelWorkflowData(
+                    adw_id=old, reason=f"the card was restarted (ticket {ticket.id})"
+                )
+                # Nothing to cancel is no error here: the reply says what was done.
+                self._scheduler.tell(Cancel(cancel, self._cid, self._principal, _drop, None))
+                text += f" (restart detected: the runs of {old} are cancelled)"
+            reply = TicketNotificationResponseData(
+                status="received",
+                ticket_id=str(ticket.id),
+                message=text,
+                timestamp=_now_iso(),
+                cleaned_up=old,
+            )
+            self._outbox.send(encode(TicketNotificationResponse(reply, request_id=msg.request_id)))
+        else:
+            line = msg.data
+            logged = RunLogged(
+                adw_id=line.adw_id,
+                workflow_type=line.workflow_name,
+                level=line.level,
+                message=line.message,
+            )
+            stream = workflow_stream(line.adw_id)
+            self._event_log.tell(Append([NewEvent(stream, logged, self._principal, self._cid)]))
+
+    def on_stop(self) -> None:
+        """The connection closed: it leaves its board session."""
+        SESSIONS.forget(self._cid)
 
     def _inject(self, target: str) -> None:
         """Test-only (``fault_injection``): make the named actor raise."""
@@ -259,6 +320,14 @@ class ConnectionActor(DispatchedActor):
         )
         # Through the scheduler, so this connection's trigger_responses keep its order.
         self._scheduler.tell(Reject(rejected, self._cid, self._principal))
+
+
+def _drop(_frame: bytes) -> None:
+    """A reply nobody needs (a ticket's cancel of runs that may be gone already)."""
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
 
 
 def _echo(value: object, pattern: str) -> str:

@@ -222,7 +222,31 @@ class AdwStateWritten(DomainEvent, tag="adw_state_written", frozen=True):
     changed: list[str] = []
 
 
-ADW_EVENTS: tuple[type[DomainEvent], ...] = (AdwStateWritten,)
+class AgentActivity(DomainEvent, tag="agent_activity", frozen=True):
+    """What an agent of a run did, for the board's agent panel: ``kind`` is the
+    board's message type (``text_block``, ``tool_use_pre``...), ``data`` its
+    ``data`` payload, already in the board's shape (actors/agentstream.py).
+    ``source``: ``notifier`` (an HTTP POST of the scripts) or the file it was
+    read from (``<agent>/raw_output.jsonl``)."""
+
+    adw_id: str
+    workflow_type: str
+    kind: str
+    data: dict[str, Any]
+    source: str = ""
+
+
+class AgentOffsets(DomainEvent, tag="agent_offsets", frozen=True):
+    """How far the run's watcher has read each agent file (relative path ->
+    ``[inode, byte offset]``), committed with the activity read up to there:
+    a restart resumes after the last record recorded, never before or after."""
+
+    adw_id: str
+    workflow_type: str
+    offsets: dict[str, list[int]]
+
+
+ADW_EVENTS: tuple[type[DomainEvent], ...] = (AdwStateWritten, AgentActivity, AgentOffsets)
 
 
 DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
@@ -260,6 +284,8 @@ AnyEvent = (
     | RunLogged
     | ActorFailed
     | AdwStateWritten  # issue 14: ADW_EVENTS
+    | AgentActivity
+    | AgentOffsets
 )
 TERMINAL_EVENTS = (RunCompleted, RunFailed)
 

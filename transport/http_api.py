@@ -35,6 +35,7 @@ import functools
 import ipaddress
 import logging
 import re
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -46,10 +47,17 @@ import msgspec
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import SERVER
 
-from adwd.actors.messages import LogLine, Progress, RouteOutcome, StageReport
+from adwd.actors.agentstream import notifier_activity, posted_activity
+from adwd.actors.messages import AgentReport, LogLine, Progress, RouteOutcome, StageReport
 from adwd.events.errors import AdwdError, ErrorCode
 from adwd.events.http import (
     StatusUpdatePost,
+    agent_body_decoders,
+    agent_state_decoder,
+    output_chunk_decoder,
+    phase_transition_decoder,
+    screenshot_decoder,
+    spec_created_decoder,
     stage_event_decoder,
     workflow_update_decoder,
 )
@@ -59,6 +67,14 @@ log = logging.getLogger(__name__)
 
 WS_PATHS = frozenset({"/ws/trigger", "/ws"})
 UPDATE_PATHS = ("/api/workflow-updates", "/api/stage-event")
+# The notifier's agent activity endpoints (issue 14): same authorisation as the above.
+AGENT_PATHS = (
+    "/api/agent-state-update",
+    "/api/workflow-phase-transition",
+    "/api/agent-output-chunk",
+    "/api/screenshot-available",
+    "/api/spec-created",
+)
 LOCAL_ORIGIN = re.compile(r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?")
 MAX_BODY = 1024 * 1024
 MAX_HEAD = 65536  # request line and headers
@@ -348,12 +364,13 @@ async def _answer(request: HttpRequest, backend: Backend, local: bool) -> Reply:
                 (("Upgrade", "websocket"),),
             )
         return await backend.read(path)
-    if method == "POST" and path in UPDATE_PATHS:
+    if method == "POST" and (path in UPDATE_PATHS or path in AGENT_PATHS):
         return await _update(request, backend.route, local)
     return error(
         HTTPStatus.NOT_FOUND,
         ErrorCode.NOT_FOUND,
-        f"No {method} {path}. POST to /api/workflow-updates or /api/stage-event.",
+        f"No {method} {path}. POST to /api/workflow-updates, /api/stage-event or "
+        f"{', '.join(AGENT_PATHS)}.",
     )
 
 
@@ -373,6 +390,8 @@ async def _update(request: HttpRequest, route: Route, local: bool) -> Reply:
 
 def _parse(path: str, body: bytes) -> tuple[str, object]:
     """The adw_id a body is about, and the message for that run's actor."""
+    if path in AGENT_PATHS:
+        return _agent_report(path, body)
     if path == "/api/workflow-updates":
         update = workflow_update_decoder.decode(body)
         if isinstance(update, StatusUpdatePost):
@@ -384,6 +403,32 @@ def _parse(path: str, body: bytes) -> tuple[str, object]:
     if stage not in STAGES:
         raise ValueError(f"stage {stage!r} is not a Kanban stage; use one of: {', '.join(STAGES)}")
     return event.adw_id, StageReport(stage, event.message)
+
+
+_POST_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    "/api/workflow-phase-transition": phase_transition_decoder,
+    "/api/agent-output-chunk": output_chunk_decoder,
+    "/api/screenshot-available": screenshot_decoder,
+    "/api/spec-created": spec_created_decoder,
+}
+
+
+def _agent_report(path: str, body: bytes) -> tuple[str, AgentReport]:
+    """A notifier's agent activity POST, validated, as the board's message."""
+    now = time.time()
+    if path == "/api/agent-state-update":
+        update = agent_state_decoder.decode(body)
+        try:
+            data = agent_body_decoders[update.event_type].decode(update.data)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"{exc} (in data, for event_type {update.event_type!r})") from exc
+        fields = msgspec.structs.asdict(data)
+        kind, payload = notifier_activity(update.adw_id, update.event_type, fields, now)
+        return update.adw_id, AgentReport(kind, payload)
+    decoder = _POST_DECODERS[path]
+    post = decoder.decode(body)
+    kind, payload = posted_activity(post, now)
+    return post.adw_id, AgentReport(kind, payload)
 
 
 def route_reply(outcome: RouteOutcome, adw_id: str) -> tuple[HTTPStatus, dict[str, str]]:
