@@ -246,7 +246,21 @@ class AgentOffsets(DomainEvent, tag="agent_offsets", frozen=True):
     offsets: dict[str, list[int]]
 
 
-ADW_EVENTS: tuple[type[DomainEvent], ...] = (AdwStateWritten, AgentActivity, AgentOffsets)
+class AdwDeleted(DomainEvent, tag="adw_deleted", frozen=True):
+    """``DELETE /api/adws/<adw_id>``: its runs were cancelled (``runs_cancelled``
+    of them were queued or running) and its work removed (``removed``: paths)."""
+
+    adw_id: str
+    runs_cancelled: int = 0
+    removed: list[str] = []
+
+
+ADW_EVENTS: tuple[type[DomainEvent], ...] = (
+    AdwStateWritten,
+    AgentActivity,
+    AgentOffsets,
+    AdwDeleted,
+)
 
 
 DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
@@ -286,6 +300,7 @@ AnyEvent = (
     | AdwStateWritten  # issue 14: ADW_EVENTS
     | AgentActivity
     | AgentOffsets
+    | AdwDeleted
 )
 TERMINAL_EVENTS = (RunCompleted, RunFailed)
 

@@ -62,6 +62,8 @@ from adwd.events.http import (
     workflow_update_decoder,
 )
 from adwd.projections.stages import STAGES
+from adwd.transport.board_api import BoardCall
+from adwd.transport.board_api import route as board_route
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,11 @@ AGENT_PATHS = (
     "/api/screenshot-available",
     "/api/spec-created",
 )
-LOCAL_ORIGIN = re.compile(r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?")
+# Boards served from this machine: localhost, its addresses, and the *.localhost names the
+# board uses behind its proxy (http://<adw_id>.localhost, http://api.<adw_id>.localhost).
+LOCAL_ORIGIN = re.compile(
+    r"https?://(localhost|127\.0\.0\.1|\[::1\]|([a-z0-9-]+\.)+localhost)(:\d+)?", re.IGNORECASE
+)
 MAX_BODY = 1024 * 1024
 MAX_HEAD = 65536  # request line and headers
 LINGER_S = 2.0  # after refusing a request not read whole: how long to drain it before closing
@@ -100,6 +106,8 @@ class Unavailable(AdwdError):
 
 # A GET path -> its answer (health, readiness, the read API); runs on the loop.
 Read = Callable[[str], Awaitable[Reply]]
+# A board REST call (transport/board_api.py) -> its answer; runs on the loop.
+Board = Callable[["BoardCall"], Awaitable[Reply]]
 # (adw_id, message for the run's actor, bearer token, from loopback) -> what came of it.
 # Blocking: called in an executor thread.
 Route = Callable[[str, object, str | None, bool], RouteOutcome]
@@ -111,6 +119,7 @@ class Backend:
 
     read: Read
     route: Route
+    board: Board | None = None  # None: the board's REST calls are not served
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +130,7 @@ class HttpRequest:
     path: str
     headers: Mapping[str, str]
     body: bytes = b""
+    query: str = ""  # the target's query string, without "?"
 
 
 # What HttpExchange.receive decides (None: nothing yet, send more bytes).
@@ -174,7 +184,7 @@ def cors(origin: str | None, *, preflight: bool) -> list[tuple[str, str]]:
     headers = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
     if preflight:
         headers += [
-            ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+            ("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS"),
             ("Access-Control-Allow-Headers", "Content-Type, Authorization"),
             ("Access-Control-Max-Age", "600"),
         ]
@@ -304,6 +314,7 @@ class HttpExchange:
             path=_path(head.target),
             headers=headers,
             body=bytes(self._body),
+            query=urllib.parse.urlsplit(head.target.decode("latin-1")).query,
         )
 
 
@@ -355,6 +366,12 @@ async def _answer(request: HttpRequest, backend: Backend, local: bool) -> Reply:
     method, path = request.method, request.path
     if method == "OPTIONS":  # a CORS preflight: respond() adds the headers for a local origin
         return Reply(HTTPStatus.NO_CONTENT)
+    board = board_route(method, path, request.query) if backend.board is not None else None
+    if isinstance(board, BoardCall):
+        assert backend.board is not None
+        return await backend.board(board)
+    if board is not None:
+        return Reply(*board)  # 501: a board call adwd does not serve, and why
     if method in ("GET", "HEAD"):
         if path in WS_PATHS:
             return error(

@@ -34,6 +34,7 @@ from adwd.events.codec import encode
 from adwd.events.errors import AdwdError, CloseCode, ErrorCode
 from adwd.events.store import StoredEvent
 from adwd.events.wire import Error, ErrorData, SubscribeData
+from adwd.transport.board_rest import BoardRest
 from adwd.transport.catchup import Readers, catch_up
 from adwd.transport.deflate import DEFAULT_MIN_SIZE, server_extensions
 from adwd.transport.http_api import Backend, HttpAwareConnection, Reply, Unavailable, error
@@ -78,6 +79,9 @@ class TransportActor(Actor):
         # One proxy, made once: pykka introspects the actor for every new proxy.
         self._ask_projector = projector.proxy()
         self._readers = Readers(events_path)
+        self._board_rest = BoardRest(
+            scheduler=scheduler, projector=projector, event_log=event_log, events_path=events_path
+        )
         self._extensions = server_extensions(compression, compression_min_bytes)
         self._connection_threads = connection_threads
         self._fault_injection = fault_injection
@@ -132,7 +136,11 @@ class TransportActor(Actor):
                 "type[ServerConnection]",
                 functools.partial(
                     HttpAwareConnection,
-                    backend=Backend(read=self._http_answer, route=self._route_update),
+                    backend=Backend(
+                        read=self._http_answer,
+                        route=self._route_update,
+                        board=self._board_rest.answer,  # the board's REST calls (issue 14)
+                    ),
                 ),
             ),
         )

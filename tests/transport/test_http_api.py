@@ -269,7 +269,7 @@ def test_a_preflight_from_a_local_board_gets_204_and_the_cors_headers() -> None:
     assert (reply.status, reply.body) == (204, b"")
     assert "content-length" not in reply.headers
     assert reply.headers["access-control-allow-origin"] == "http://[::1]:8080"
-    assert reply.headers["access-control-allow-methods"] == "GET, POST, OPTIONS"
+    assert reply.headers["access-control-allow-methods"] == "GET, POST, DELETE, OPTIONS"
     assert reply.headers["access-control-allow-headers"] == "Content-Type, Authorization"
 
 
@@ -280,6 +280,10 @@ def test_a_preflight_from_a_local_board_gets_204_and_the_cors_headers() -> None:
         ("http://127.0.0.1:3000", True),
         ("https://localhost", True),
         ("http://[::1]:8080", True),
+        ("http://a1b2c3d4.localhost", True),  # the board behind its proxy (issue 14)
+        ("http://api.a1b2c3d4.localhost:80", True),
+        ("http://evil.example/.localhost", False),
+        ("http://x.localhost.evil.example", False),
         ("https://evil.example", False),
         ("http://localhost.evil.example", False),
         ("http://localhost:5173\n", False),
