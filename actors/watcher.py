@@ -152,16 +152,21 @@ class Watcher:
             if not more:
                 self._stop.wait(self._poll_s)
 
-    def drain(self) -> list[tuple[Items, Offsets]]:
-        """Stop polling; return everything complete that is left, in batches (the
-        caller, the run's actor, records them before the run's end). What the
-        thread delivered before is in the actor's mailbox, ahead of them."""
+    def drain(self) -> list[tuple[Items, Offsets, int]]:
+        """Stop polling; return everything complete that is left, in numbered
+        batches (the caller, the run's actor, records them before the run's end).
+        What the thread delivered before may still be in the actor's mailbox: its
+        number is lower, so its offsets never replace these."""
         self._stop.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=5)
-        batches: list[tuple[Items, Offsets]] = []
+        batches: list[tuple[Items, Offsets, int]] = []
+
+        def keep(items: Items, offsets: Offsets) -> None:
+            batches.append((items, offsets, self._serial))  # each batch with its own number
+
         with contextlib.suppress(Exception):
-            while self._poll(lambda items, offsets: batches.append((items, offsets))) and (
+            while self._poll(keep) and (
                 len(batches) < 1000  # a writer that never stops cannot hold the end
             ):
                 pass

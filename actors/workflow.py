@@ -256,9 +256,13 @@ class WorkflowActor(Actor):
             serial = watcher.serial
             _tell_quietly(me, AgentRecords(items, offsets, serial))
 
+        root = Path(plan.cwd) / "agents" / self._adw_id
+        # No agent files yet: nothing recorded can apply to them (a file made later is
+        # read from its start), so the log need not be read.
+        offsets = recorded_offsets(events_db, self._adw_id) if root.is_dir() else {}
         watcher = Watcher(
-            Path(plan.cwd) / "agents" / self._adw_id,
-            recorded_offsets(events_db, self._adw_id),
+            root,
+            offsets,
             deliver,
             name=f"adw-watch-{self._adw_id}",
         )
@@ -275,8 +279,8 @@ class WorkflowActor(Actor):
         watcher, self._watcher = self._watcher, None
         if watcher is None:
             return
-        for items, offsets in watcher.drain():
-            self._on_records(items, offsets, watcher.serial)
+        for items, offsets, serial in watcher.drain():
+            self._on_records(items, offsets, serial)
         self._record(self._stream.final(time.time()))
 
     def _record(self, events: list[DomainEvent]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from adwd.actors.catalogue import WorkflowSpec
-from adwd.events.domain import AgentActivity
+from adwd.events.domain import AgentActivity, AgentOffsets
 from tests.integration.conftest import Client, Running
 
 Start = Callable[..., Running]
@@ -140,7 +140,7 @@ def test_a_restart_mid_run_neither_loses_nor_repeats_a_record(
 
 
 def test_a_flood_is_coalesced_and_said_so(start_service: Start, tmp_path: Path) -> None:
-    server, _ = _start(start_service, tmp_path, FAKE_FLOOD="100000", FAKE_POST="0")
+    server, project = _start(start_service, tmp_path, FAKE_FLOOD="100000", FAKE_POST="0")
     board = server.client()
     board.trigger("adw_agent", adw_id="fl1")
     _done(board, "fl1")
@@ -154,6 +154,10 @@ def test_a_flood_is_coalesced_and_said_so(start_service: Start, tmp_path: Path) 
     assert not board.ws.close_code  # its connection stayed open
     activity = [e for e in server.events() if isinstance(e.event, AgentActivity)]
     assert len(activity) < 2_500
+    # Everything read is recorded as read: a later run starts after the last record.
+    last = [e.event for e in server.events() if isinstance(e.event, AgentOffsets)][-1]
+    size = (project / "agents" / "fl1" / "sdlc_implementor" / "raw_output.jsonl").stat().st_size
+    assert last.offsets["sdlc_implementor/raw_output.jsonl"][1] == size
 
 
 def _post(server: Running, path: str, body: object) -> tuple[int, dict[str, Any]]:
