@@ -89,6 +89,7 @@ class AgentStream:
     _coalesced_total: int = field(default=0, init=False)
     _last_note: float = field(default=float("-inf"), init=False)
     _tools: dict[str, str] = field(default_factory=dict, init=False)
+    _state: dict[str, Any] | None = field(default=None, init=False)  # adw_state.json, last seen
 
     @property
     def coalesced_total(self) -> int:
@@ -261,7 +262,9 @@ class AgentStream:
         events: list[DomainEvent] = []
         for path, record in items:
             agent = path.split("/", 1)[0]
-            if isinstance(record, int):
+            if not path.endswith("raw_output.jsonl"):
+                activities = self._file(path, record, now)
+            elif isinstance(record, int):
                 skipped = self._log(
                     f"A record of {record} bytes in {path} was skipped: longer than the "
                     "maximum record size, or not JSON.",
@@ -286,6 +289,30 @@ class AgentStream:
                 )
             )
         return events
+
+    def _file(self, path: str, record: object, now: float) -> list[Activity]:
+        """A file the watcher announces: a screenshot, a spec, the ADW state."""
+        if path == "adw_state.json" and isinstance(record, dict):
+            before, self._state = self._state, record
+            changed = sorted(
+                k for k in set(before or {}) | set(record) if (before or {}).get(k) != record.get(k)
+            )
+            if before is not None and not changed:
+                return []
+            data = self._data(now, state=record, changed_fields=changed)
+            return [("agent_updated", data)]
+        size = record.get("size") if isinstance(record, dict) else None
+        metadata = {"file_size": size, "file_name": path.rsplit("/", 1)[-1]}
+        if path.startswith("specs/"):
+            name = path.lower()
+            kind = "patch" if "patch" in name else "review" if "review" in name else "plan"
+            return [
+                ("spec_created", self._data(now, spec_path=path, spec_type=kind, metadata=metadata))
+            ]
+        return [
+            ("screenshot_available",
+             self._data(now, screenshot_path=path, screenshot_type="review", metadata=metadata))
+        ]  # fmt: skip
 
     def reported(self, activity: Activity, now: float) -> list[DomainEvent]:
         """The events of one notifier report (same gate as the stream)."""

@@ -1,4 +1,5 @@
-"""The run's agent watcher: tails ``agents/<adw_id>/*/raw_output.jsonl``.
+"""The run's agent watcher: tails ``agents/<adw_id>/*/raw_output.jsonl``, and
+announces review screenshots, the adw_id's spec files and ``adw_state.json``.
 
 The ADW scripts run their coding agent with stream-json output into
 ``<project_dir>/agents/<adw_id>/<agent_name>/raw_output.jsonl``. The watcher
@@ -54,6 +55,7 @@ def read_new(root: Path, offsets: Offsets) -> tuple[Items, Offsets, bool]:
         paths = sorted(root.glob(PATTERN))
     except OSError:
         return items, new, False
+    _new_files(root, new, items)
     for path in paths:
         rel = path.relative_to(root).as_posix()
         try:
@@ -77,6 +79,45 @@ def read_new(root: Path, offsets: Offsets) -> tuple[Items, Offsets, bool]:
             more = True
             break
     return items, new, more
+
+
+IMAGES = (".png", ".jpg", ".jpeg", ".gif")
+STATE = "adw_state.json"
+SPECS = "specs/"  # the key prefix of the project's spec files (<cwd>/specs/*<adw_id>*.md)
+MAX_STATE = 1024 * 1024  # bytes of an adw_state.json worth reading
+
+
+def _new_files(root: Path, offsets: Offsets, items: Items) -> None:
+    """Files announced once each (review screenshots, the adw_id's spec files), and
+    adw_state.json each time it changes: items ``(key, {"size": n})`` or, for the
+    state, ``(key, the state)``; ``offsets`` remembers what was announced."""
+    found: list[tuple[str, Path]] = []
+    with contextlib.suppress(OSError):
+        found += [
+            (p.relative_to(root).as_posix(), p)
+            for p in sorted(root.glob("*/review_img/*"))
+            if p.suffix.lower() in IMAGES
+        ]
+        specs = root.parent.parent / "specs"
+        found += [(SPECS + p.name, p) for p in sorted(specs.glob(f"*{root.name}*.md"))]
+    for key, path in found:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        if offsets.get(key, [None])[0] != stat.st_ino:
+            offsets[key] = [stat.st_ino, stat.st_size]
+            items.append((key, {"size": stat.st_size}))
+    state = root / STATE
+    try:
+        stat = state.stat()
+        if [stat.st_ino, stat.st_mtime_ns] != offsets.get(STATE) and stat.st_size <= MAX_STATE:
+            value = _decode(state.read_bytes())
+            offsets[STATE] = [stat.st_ino, stat.st_mtime_ns]
+            if isinstance(value, dict):
+                items.append((STATE, value))
+    except (OSError, msgspec.DecodeError):
+        pass  # absent, or being rewritten: the next poll reads it
 
 
 def _lines(data: bytes, rel: str) -> tuple[int, Items]:

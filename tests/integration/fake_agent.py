@@ -10,7 +10,8 @@ endpoint as ``adw_modules/websocket_client.py`` does. Environment:
 - ``FAKE_TEXTS``: how many text records, default 3;
 - ``FAKE_FLOOD``: that many extra text records at once (a chatty agent);
 - ``FAKE_POST``: ``1`` to post to the notifier endpoints (default ``1``);
-- ``FAKE_HOLD``: a file; after its records, wait until it exists (then exit 0).
+- ``FAKE_HOLD``: a file; after its records, wait until it exists (then exit 0);
+- ``FAKE_FILES``: ``1`` to write a review screenshot, a spec file and ``adw_state.json``.
 """
 
 from __future__ import annotations
@@ -192,6 +193,14 @@ def main() -> None:
                 },
             )
         )
+    if os.environ.get("FAKE_FILES") == "1":
+        shots = Path("agents", adw_id, "sdlc_reviewer", "review_img")
+        shots.mkdir(parents=True, exist_ok=True)
+        (shots / "header.png").write_bytes(b"\x89PNG fake")
+        Path("specs").mkdir(exist_ok=True)
+        Path("specs", f"issue-1-adw-{adw_id}-dark-mode.md").write_text("# Plan\n")
+        state = Path("agents", adw_id, "adw_state.json")
+        state.write_text(json.dumps({"adw_id": adw_id, "branch_name": f"feat-{tag}"}))
     print(json.dumps({"posted": codes}), flush=True)
     hold = os.environ.get("FAKE_HOLD")
     while hold and not Path(hold).exists():

@@ -195,3 +195,29 @@ def test_the_notifier_endpoints_validate_and_accept_only_running_runs(
     status, body = _post(server, "/api/workflow-phase-transition", {"adw_id": "a1"})
     assert (status, body["error"]) == (400, "validation_error")
     assert "phase_to" in body["message"]
+
+
+def test_screenshots_specs_and_the_state_are_announced_once(
+    start_service: Start, tmp_path: Path
+) -> None:
+    server, _ = _start(start_service, tmp_path, FAKE_FILES="1", FAKE_POST="0", FAKE_TAG="a")
+    board = server.client()
+    board.trigger("adw_agent", adw_id="fs1")
+    _done(board, "fs1")
+    seen = _agent_messages(board, "fs1")
+    shots = [m["data"] for m in seen if m["type"] == "screenshot_available"]
+    specs = [m["data"] for m in seen if m["type"] == "spec_created"]
+    states = [m["data"] for m in seen if m["type"] == "agent_updated"]
+    assert [s["screenshot_path"] for s in shots] == ["sdlc_reviewer/review_img/header.png"]
+    assert [s["spec_path"] for s in specs] == ["specs/issue-1-adw-fs1-dark-mode.md"]
+    assert states[-1]["state"] == {"adw_id": "fs1", "branch_name": "feat-a"}
+    assert "branch_name" in states[-1]["changed_fields"]
+
+    # The next run of the adw_id rewrites the state; the same files are not announced again.
+    board.send({"type": "trigger_workflow", "data": {"workflow_type": "adw_agent",
+                                                     "adw_id": "fs1"}})  # fmt: skip
+    board.seen.clear()
+    board.unclaimed.clear()
+    _done(board, "fs1")
+    again = _agent_messages(board, "fs1")
+    assert not [m for m in again if m["type"] in ("screenshot_available", "spec_created")]
