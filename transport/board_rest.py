@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import shutil
+import threading
 import time
 from http import HTTPStatus
 from pathlib import Path
@@ -139,8 +140,13 @@ class BoardRest:
             except OSError as exc:
                 errors.append(f"could not remove {work}: {exc.strerror or exc}")
         event = AdwDeleted(adw_id=adw_id, runs_cancelled=active, removed=removed)
+        committed = threading.Event()
         with contextlib.suppress(pykka.ActorDeadError):  # stopping: the reply still says it
-            self._event_log.tell(Append([NewEvent(workflow_stream(adw_id), event, "http")]))
+            self._event_log.tell(
+                Append([NewEvent(workflow_stream(adw_id), event, "http")], committed.set)
+            )
+        # Reply once it is a fact: a list asked right after the reply leaves the adw_id out.
+        committed.wait(10)
         body = {
             "success": not errors,
             "message": f"ADW {adw_id} deleted" if not errors else f"ADW {adw_id} partly deleted",

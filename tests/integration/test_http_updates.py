@@ -161,7 +161,7 @@ def test_preflight_and_websocket_still_work_on_the_same_port(server: Running) ->
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 204")
     assert b"Access-Control-Allow-Origin: http://localhost:5173" in reply
-    assert b"Access-Control-Allow-Methods: GET, POST, OPTIONS" in reply
+    assert b"Access-Control-Allow-Methods: GET, POST, DELETE, OPTIONS" in reply
     client = server.client()
     client.send({"type": "ping"})
     assert client.wait_for(lambda m: m["type"] == "pong")
