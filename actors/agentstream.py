@@ -91,6 +91,9 @@ class AgentStream:
     _tools: dict[str, str] = field(default_factory=dict, init=False)
     _state: dict[str, Any] | None = field(default=None, init=False)  # adw_state.json, last seen
 
+    def __post_init__(self) -> None:
+        self._tokens = float(self.burst)  # a run starts with a full burst
+
     @property
     def coalesced_total(self) -> int:
         """Records coalesced since the run started."""
@@ -100,7 +103,10 @@ class AgentStream:
 
     def _admit(self, now: float) -> bool:
         if self._last is not None:
-            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
+            elapsed = max(
+                0.0, now - self._last
+            )  # a clock stepped back gives nothing, takes nothing
+            self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
         self._last = now
         if self._tokens >= 1.0:
             self._tokens -= 1.0
@@ -387,7 +393,9 @@ def notifier_activity(
             "truncated": truncated,
         }
     if event_type == "tool_execution_pre":
-        given, truncated = _input(data.get("input", data.get("tool_input")), limit)
+        given, truncated = _input(
+            data.get("input") if data.get("input") is not None else data.get("tool_input"), limit
+        )
         return "tool_use_pre", {
             **base,
             "tool_name": str(data.get("tool_name", "")),
@@ -397,7 +405,9 @@ def notifier_activity(
             "truncated": truncated,
         }
     if event_type == "tool_execution_post":
-        output, truncated = text("output") if "output" in data else text("tool_output")
+        output, truncated = (
+            text("output") if data.get("output") is not None else text("tool_output")
+        )
         success = data.get("success")
         status = str(data.get("status") or ("error" if success is False else "success"))
         return "tool_use_post", {

@@ -236,8 +236,10 @@ def recorded_offsets(events_db: Path, adw_id: str) -> Offsets:
         for stored in store.read(stream=workflow_stream(adw_id), types=["agent_offsets"]):
             if isinstance(stored.event, AgentOffsets):
                 last = {**last, **stored.event.offsets}
-    except StoreError as exc:
-        log.warning("agent offsets of %s not read: %s", adw_id, exc)
+    except Exception as exc:  # never fail a run's start over its agent offsets: say it
+        log.warning("agent offsets of %s not read (%s): reading its files from the start",
+                    adw_id, exc)  # fmt: skip
+        return {}
     finally:
         store.close()
     return last

@@ -86,6 +86,7 @@ def test_the_gate_bounds_a_run_and_accounts_for_every_record(
 ) -> None:
     stream = AgentStream("a1", "w", rate=50.0, burst=100)
     now, sent, noted, records = 0.0, 0, 0, 0
+    start = batches[0][1]  # the gate's clock starts at its first record
     text = _assistant({"type": "text", "text": "t"})
     for count, gap in batches:
         now += gap
@@ -100,7 +101,7 @@ def test_the_gate_bounds_a_run_and_accounts_for_every_record(
         assert isinstance(event, AgentActivity)
         noted += int(event.data["message"].split()[0])
     assert sent + noted == records  # each record shown or counted in a note
-    assert sent <= 100 + 50 * now + 1  # never more than the burst plus the rate
+    assert sent <= 100 + 50 * (now - start) + 1  # never more than the burst plus the rate
 
 
 def test_the_notifier_shapes_carry_both_names() -> None:
@@ -117,3 +118,21 @@ def test_the_notifier_shapes_carry_both_names() -> None:
         "a1", "tool_execution_post", {"output": "o", "success": False}, 0.0
     )
     assert (data["status"], data["success"], data["output"]) == ("error", False, "o")
+
+
+def test_the_notifier_takes_either_name_of_a_tools_input_and_output() -> None:
+    fields = {"tool_name": "Edit", "input": None, "tool_input": {"p": 2}}
+    _, pre = notifier_activity("a1", "tool_execution_pre", fields, 0.0)
+    assert pre["input"] == pre["tool_input"] == {"p": 2}
+    fields = {"tool_name": "Edit", "output": None, "tool_output": "done"}
+    _, post = notifier_activity("a1", "tool_execution_post", fields, 0.0)
+    assert post["output"] == post["tool_output"] == "done"
+
+
+def test_a_clock_stepped_back_neither_grants_nor_starves() -> None:
+    stream = AgentStream("a1", "w", rate=10.0, burst=1)
+    text = _assistant({"type": "text", "text": "t"})
+    assert len(stream.records([("i/raw_output.jsonl", text)], None, 100.0)) == 1
+    held = stream.records([("i/raw_output.jsonl", text)], None, 50.0)  # no token yet
+    assert [e.kind for e in held if isinstance(e, AgentActivity)] == ["agent_log"]  # the note
+    assert len(stream.records([("i/raw_output.jsonl", text)], None, 50.2)) >= 1
