@@ -7,9 +7,10 @@ gets every message: deduplicating delivery by session, as the original server
 did, would leave the other tabs blind.
 
 ``ticket_notification``: a card created or restarted. A restart (a stage
-other than backlog) with an ``old_adw_id`` cancels that adw_id's queued and
-running runs (their process groups, through the scheduler), as the original
-server cleaned up the card's previous run.
+other than backlog) with an ``old_adw_id`` cleans that adw_id up as
+``DELETE /api/adws/<adw_id>`` does (its runs' process groups stopped through
+the scheduler, its work removed), as the original server cleaned up the
+card's previous run.
 """
 
 from __future__ import annotations

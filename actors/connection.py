@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 import pykka
 from msgspec import Struct
@@ -52,7 +53,6 @@ from adwd.events.wire import (
     ADW_ID_PATTERN,
     WORKFLOW_TYPE_PATTERN,
     CancelWorkflow,
-    CancelWorkflowData,
     ClientWorkflowLog,
     Error,
     ErrorData,
@@ -239,24 +239,7 @@ class ConnectionActor(DispatchedActor):
             )
             self._outbox.send(encode(SessionRegistered(data, request_id=msg.request_id)))
         elif isinstance(msg, TicketNotification):
-            ticket = msg.data
-            old = restart_of(ticket)
-            text = f"Ticket notification '{ticket.title}' received successfully"
-            if old is not None:
-                cancel = CancelWorkflowData(
-                    adw_id=old, reason=f"the card was restarted (ticket {ticket.id})"
-                )
-                # Nothing to cancel is no error here: the reply says what was done.
-                self._scheduler.tell(Cancel(cancel, self._cid, self._principal, _drop, None))
-                text += f" (restart detected: the runs of {old} are cancelled)"
-            reply = TicketNotificationResponseData(
-                status="received",
-                ticket_id=str(ticket.id),
-                message=text,
-                timestamp=_now_iso(),
-                cleaned_up=old,
-            )
-            self._outbox.send(encode(TicketNotificationResponse(reply, request_id=msg.request_id)))
+            self._on_ticket(msg)
         else:
             line = msg.data
             logged = RunLogged(
@@ -267,6 +250,43 @@ class ConnectionActor(DispatchedActor):
             )
             stream = workflow_stream(line.adw_id)
             self._event_log.tell(Append([NewEvent(stream, logged, self._principal, self._cid)]))
+
+    def _on_ticket(self, msg: TicketNotification) -> None:
+        """Answer a ticket notification; on a restart, first end the card's previous
+        run and remove its work (its answer waits, as later replies do behind it)."""
+        ticket, rid = msg.data, msg.request_id
+        old = restart_of(ticket)
+        text = f"Ticket notification '{ticket.title}' received successfully"
+
+        def frame(note: str, error: str | None = None) -> bytes:
+            reply = TicketNotificationResponseData(
+                status="received",
+                ticket_id=str(ticket.id),
+                message=text + note,
+                timestamp=_now_iso(),
+                error=error,
+                cleaned_up=old,
+            )
+            return encode(TicketNotificationResponse(reply, request_id=rid))
+
+        if old is None:
+            self._outbox.send(frame(""))
+            return
+        me = self.actor_ref
+
+        def done(result: dict[str, Any]) -> None:
+            if result.get("success"):
+                note = f" (restart: {old}'s runs cancelled and its work removed)"
+                answer = frame(note)
+            elif result.get("error") == ErrorCode.NOT_FOUND.value:
+                answer = frame(f" (restart: {old} had no runs and no work)")
+            else:
+                answer = frame(f" (restart: cleaning up {old} failed)", str(result)[:500])
+            with contextlib.suppress(pykka.ActorDeadError):  # the connection closed
+                me.tell(_Replied([answer]))
+
+        self._awaiting = True  # frames that arrive meanwhile wait: replies keep their order
+        self._outbox.remove_adw(old, done)
 
     def on_stop(self) -> None:
         """The connection closed: it leaves its board session."""
@@ -320,10 +340,6 @@ class ConnectionActor(DispatchedActor):
         )
         # Through the scheduler, so this connection's trigger_responses keep its order.
         self._scheduler.tell(Reject(rejected, self._cid, self._principal))
-
-
-def _drop(_frame: bytes) -> None:
-    """A reply nobody needs (a ticket's cancel of runs that may be gone already)."""
 
 
 def _now_iso() -> str:

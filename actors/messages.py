@@ -45,6 +45,10 @@ class Outbox(Protocol):
     def resume(self, upto: int) -> None:
         """End a pause that needed no catch-up (covered seq <= upto)."""
 
+    def remove_adw(self, adw_id: str, done: Callable[[dict[str, Any]], None]) -> None:
+        """Cancel an adw_id's runs and remove its work, as ``DELETE /api/adws/<adw_id>``
+        does; then call ``done`` with that answer's body (from another thread)."""
+
 
 class QueueStatusAsked(Struct, frozen=True):
     """ProjectionActor: answer a connection's ``get_queue_status``: call ``reply``

@@ -38,11 +38,18 @@ def test_a_restarted_card_cancels_its_previous_run(start_service: Start, tmp_pat
         "type": "ticket_notification",
         "data": {"id": 17, "title": "Dark mode", "stage": "build", "old_adw_id": "old1"},
     })  # fmt: skip
+    board.send({"type": "ping", "request_id": "after"})
     reply = board.wait_for(lambda m: m["type"] == "ticket_notification_response")
     assert (reply["data"]["status"], reply["data"]["ticket_id"]) == ("received", "17")
     assert reply["data"]["cleaned_up"] == "old1"
+    assert "work removed" in reply["data"]["message"]
     end = board.wait_terminal("old1")
     assert end["data"]["cancelled"] is True
+    assert not (server.data_dir / "agents" / "old1").exists()
+    # Replies keep the order of requests: the ping sent after waited for the cleanup.
+    board.wait_for(lambda m: m["type"] == "pong")
+    types = [m["type"] for m in board.seen if m["type"] in ("pong", "ticket_notification_response")]
+    assert types == ["ticket_notification_response", "pong"]
     board.send({"type": "ticket_notification", "data": {"id": "t2", "title": "New card"}})
     reply = board.wait_for(lambda m: m["type"] == "ticket_notification_response")
     assert reply["data"]["cleaned_up"] is None
@@ -50,6 +57,8 @@ def test_a_restarted_card_cancels_its_previous_run(start_service: Start, tmp_pat
 
 def test_a_boards_workflow_log_reaches_the_runs_followers_with_seq(server: Running) -> None:
     sender, follower = server.client(), server.client()
+    follower.send({"type": "subscribe", "data": {}})  # live from here on
+    follower.wait_for(lambda m: m["type"] == "subscribed")
     line = {
         "adw_id": "lg1",
         "workflow_name": "adw_plan_iso",
