@@ -22,11 +22,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 import pykka
 from msgspec import Struct
 
 from adwd.actors.base import InjectedFault
+from adwd.actors.board import SESSIONS, restart_of
 from adwd.actors.dispatch import DispatchedActor, Dispatcher
 from adwd.actors.messages import (
     Append,
@@ -40,7 +42,13 @@ from adwd.actors.messages import (
     Trigger,
 )
 from adwd.events.codec import decode_client, encode, peek
-from adwd.events.domain import ActorFailed, TriggerRejected, connection_stream
+from adwd.events.domain import (
+    ActorFailed,
+    RunLogged,
+    TriggerRejected,
+    connection_stream,
+    workflow_stream,
+)
 from adwd.events.errors import ErrorCode, ProtocolError
 from adwd.events.store import NewEvent
 from adwd.events.wire import (
@@ -48,15 +56,22 @@ from adwd.events.wire import (
     WORKFLOW_TYPE_PATTERN,
     CancelWorkflow,
     CardMoved,
+    ClientWorkflowLog,
     Error,
     ErrorData,
     GetQueueStatus,
     Ping,
     Pong,
     Recover,
+    RegisterSession,
+    SessionRegistered,
+    SessionRegisteredData,
     Subscribe,
     SubscribeData,
     TerminateWorkflow,
+    TicketNotification,
+    TicketNotificationResponse,
+    TicketNotificationResponseData,
     TriggerWorkflow,
 )
 
@@ -221,7 +236,73 @@ class ConnectionActor(DispatchedActor):
         elif isinstance(msg, GetQueueStatus):
             rid = msg.request_id
             self._ask(self._projector, lambda reply: QueueStatusAsked(self._cid, rid, reply))
+        elif isinstance(msg, RegisterSession | TicketNotification | ClientWorkflowLog):
+            self._on_board(msg)
         return False
+
+    def _on_board(self, msg: RegisterSession | TicketNotification | ClientWorkflowLog) -> None:
+        """The Kanban board's own messages (actors/board.py)."""
+        if isinstance(msg, RegisterSession):
+            count = SESSIONS.register(msg.data.session_id, self._cid)
+            data = SessionRegisteredData(
+                session_id=msg.data.session_id,
+                message="Session registered successfully",
+                connections=count,
+            )
+            self._outbox.send(encode(SessionRegistered(data, request_id=msg.request_id)))
+        elif isinstance(msg, TicketNotification):
+            self._on_ticket(msg)
+        else:
+            line = msg.data
+            logged = RunLogged(
+                adw_id=line.adw_id,
+                workflow_type=line.workflow_name,
+                level=line.level,
+                message=line.message,
+            )
+            stream = workflow_stream(line.adw_id)
+            self._event_log.tell(Append([NewEvent(stream, logged, self._principal, self._cid)]))
+
+    def _on_ticket(self, msg: TicketNotification) -> None:
+        """Answer a ticket notification; on a restart, first end the card's previous
+        run and remove its work (its answer waits, as later replies do behind it)."""
+        ticket, rid = msg.data, msg.request_id
+        old = restart_of(ticket)
+        text = f"Ticket notification '{ticket.title}' received successfully"
+
+        def frame(note: str, error: str | None = None) -> bytes:
+            reply = TicketNotificationResponseData(
+                status="received",
+                ticket_id=str(ticket.id),
+                message=text + note,
+                timestamp=_now_iso(),
+                error=error,
+                cleaned_up=old,
+            )
+            return encode(TicketNotificationResponse(reply, request_id=rid))
+
+        if old is None:
+            self._outbox.send(frame(""))
+            return
+        me = self.actor_ref
+
+        def done(result: dict[str, Any]) -> None:
+            if result.get("success"):
+                note = f" (restart: {old}'s runs cancelled and its work removed)"
+                answer = frame(note)
+            elif result.get("error") == ErrorCode.NOT_FOUND.value:
+                answer = frame(f" (restart: {old} had no runs and no work)")
+            else:
+                answer = frame(f" (restart: cleaning up {old} failed)", str(result)[:500])
+            with contextlib.suppress(pykka.ActorDeadError):  # the connection closed
+                me.tell(_Replied([answer]))
+
+        self._awaiting = True  # frames that arrive meanwhile wait: replies keep their order
+        self._outbox.remove_adw(old, done)
+
+    def on_stop(self) -> None:
+        """The connection closed: it leaves its board session."""
+        SESSIONS.forget(self._cid)
 
     def _inject(self, target: str) -> None:
         """Test-only (``fault_injection``): make the named actor raise."""
@@ -271,6 +352,10 @@ class ConnectionActor(DispatchedActor):
         )
         # Through the scheduler, so this connection's trigger_responses keep its order.
         self._scheduler.tell(Reject(rejected, self._cid, self._principal))
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
 
 
 def _echo(value: object, pattern: str) -> str:

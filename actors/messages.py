@@ -58,6 +58,10 @@ class Outbox(Protocol):
     def resume(self, upto: int) -> None:
         """End a pause that needed no catch-up (covered seq <= upto)."""
 
+    def remove_adw(self, adw_id: str, done: Callable[[dict[str, Any]], None]) -> None:
+        """Cancel an adw_id's runs and remove its work, as ``DELETE /api/adws/<adw_id>``
+        does; then call ``done`` with that answer's body (from another thread)."""
+
 
 class QueueStatusAsked(Struct, frozen=True):
     """ProjectionActor: answer a connection's ``get_queue_status``: call ``reply``
@@ -198,3 +202,24 @@ class Kill(Struct, frozen=True):
 
 
 Message = Any  # pykka delivers any object; handlers match on the classes above
+
+
+# -- issue 14: the agent activity stream -------------------------------------
+
+
+class AgentReport(Struct, frozen=True):
+    """WorkflowActor: a notifier POST about the run's agent, as the board's
+    ``(message type, data)``; recorded through the run's activity gate."""
+
+    kind: str
+    data: dict[str, Any]
+
+
+class AgentRecords(Struct, frozen=True):
+    """WorkflowActor: what the run's watcher read: ``(path, record)`` items (a
+    record is decoded JSON, or an int: the size of a line skipped) and the
+    offsets (path -> [inode, offset]) reached."""
+
+    items: list[tuple[str, Any]]
+    offsets: dict[str, list[int]]
+    serial: int = 0  # the watcher's batch number: only the newest batch's offsets count

@@ -28,6 +28,7 @@ from adwd.events.codec import encode
 from adwd.events.domain import ActorFailed
 from adwd.events.errors import StoreError
 from adwd.events.wire import QueueStatus, QueueStatusData
+from adwd.projections.adws import adw_records
 from adwd.projections.bundle import Projections
 from adwd.projections.queue import QueueEntry
 from adwd.projections.runs import RunView
@@ -167,6 +168,12 @@ class ProjectionActor(Actor):
             "seq": self._p.seq,
             "runs": [_run_json(v) for v in views],
         }
+
+    def adw_list(self, deleted: dict[str, int] | None = None) -> list[dict[str, Any]]:
+        """What ``GET /api/adws/list`` answers: every adw_id, as the board shows it."""
+        if self._unsettled:
+            self._settle()
+        return adw_records(self._views.all_runs(), deleted)
 
     def overview(self) -> dict[str, Any]:
         """What ``GET /api/runs`` answers: runs in memory, the queue, metrics."""

@@ -163,10 +163,16 @@ class SchedulerActor(Actor):
             )
         elif isinstance(message, Listening):
             host = f"[{message.host}]" if ":" in message.host else message.host
+            # WEBSOCKET_URL is what the ADW scripts' notifier posts to
+            # ({WEBSOCKET_URL}/api/workflow-updates): the HTTP base URL. ADW_DB_ONLY=false
+            # makes their state loader read the adw_state.json adwd writes. A workflow's
+            # own env in the config overrides these (issue 14, docs/workflows.md).
             self._server_env = {
-                "WEBSOCKET_URL": f"ws://{host}:{message.port}/ws/trigger",
+                "WEBSOCKET_URL": f"http://{host}:{message.port}",
                 "WEBSOCKET_PORT": str(message.port),
                 "ADWD_URL": f"http://{host}:{message.port}",
+                "ADWD_WS_URL": f"ws://{host}:{message.port}/ws/trigger",
+                "ADW_DB_ONLY": "false",
             }
         elif isinstance(message, Cancel):
             self._on_cancel(message)

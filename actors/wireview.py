@@ -6,10 +6,14 @@ a joining client gets, so the three cannot disagree.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from typing import Any
+
+import msgspec
 
 from adwd.events.codec import encode
 from adwd.events.domain import (
+    AgentActivity,
     CancelRequested,
     ErrorReported,
     RecoveryOffered,
@@ -26,22 +30,44 @@ from adwd.events.domain import (
 from adwd.events.errors import ErrorCode
 from adwd.events.store import StoredEvent
 from adwd.events.wire import (
+    AgentLog,
+    AgentLogData,
+    AgentOutputChunk,
+    AgentOutputChunkData,
+    AgentUpdated,
+    AgentUpdatedData,
     CancelResponse,
     CancelResponseData,
     ErrorReport,
     ErrorReportData,
+    FileChanged,
+    FileChangedData,
     RecoveryInstructions,
     RecoveryInstructionsData,
+    ScreenshotAvailable,
+    ScreenshotAvailableData,
+    SpecCreated,
+    SpecCreatedData,
     StageTransition,
     StageTransitionData,
     StatusUpdate,
     StatusUpdateData,
+    TextBlock,
+    TextBlockData,
+    ThinkingBlock,
+    ThinkingBlockData,
+    ToolUsePost,
+    ToolUsePostData,
+    ToolUsePre,
+    ToolUsePreData,
     TriggerResponse,
     TriggerResponseData,
     WorkflowLog,
     WorkflowLogData,
     WorkflowMetrics,
     WorkflowMetricsData,
+    WorkflowPhaseTransition,
+    WorkflowPhaseTransitionData,
 )
 from adwd.projections.metrics import performance_score, resource_dict
 from adwd.projections.runs import RunView
@@ -141,6 +167,8 @@ def wire_messages(stored: StoredEvent) -> list[Delivery]:
             request_id=e.request_id,
         )
         return [(e.connection_id, None, encode(reply))]
+    if isinstance(e, AgentActivity):
+        return _agent_message(e, seq)
     if isinstance(e, ErrorReported):
         report = ErrorReportData(
             error_id=e.error_id,
@@ -170,6 +198,64 @@ def wire_messages(stored: StoredEvent) -> list[Delivery]:
         )
         return [(None, e.adw_id, encode(RecoveryInstructions(instructions, seq=seq)))]
     return []
+
+
+# The board's agent stream (issue 14): the event's data is the message's data; the
+# envelope repeats its timestamp (the original server sent it there, the board reads
+# data.timestamp).
+def _c(data: dict[str, Any], cls: type[Any]) -> Any:
+    return msgspec.convert(data, cls)
+
+
+_AGENT_MESSAGES: dict[str, Callable[[dict[str, Any], int], bytes]] = {
+    "agent_log": lambda d, seq: encode(
+        AgentLog(_c(d, AgentLogData), timestamp=d["timestamp"], seq=seq)
+    ),
+    "agent_updated": lambda d, seq: encode(
+        AgentUpdated(_c(d, AgentUpdatedData), timestamp=d["timestamp"], seq=seq)
+    ),
+    "thinking_block": lambda d, seq: encode(
+        ThinkingBlock(_c(d, ThinkingBlockData), timestamp=d["timestamp"], seq=seq)
+    ),
+    "text_block": lambda d, seq: encode(
+        TextBlock(_c(d, TextBlockData), timestamp=d["timestamp"], seq=seq)
+    ),
+    "tool_use_pre": lambda d, seq: encode(
+        ToolUsePre(_c(d, ToolUsePreData), timestamp=d["timestamp"], seq=seq)
+    ),
+    "tool_use_post": lambda d, seq: encode(
+        ToolUsePost(_c(d, ToolUsePostData), timestamp=d["timestamp"], seq=seq)
+    ),
+    "file_changed": lambda d, seq: encode(
+        FileChanged(_c(d, FileChangedData), timestamp=d["timestamp"], seq=seq)
+    ),
+    "workflow_phase_transition": lambda d, seq: encode(
+        WorkflowPhaseTransition(
+            _c(d, WorkflowPhaseTransitionData), timestamp=d["timestamp"], seq=seq
+        )
+    ),
+    "agent_output_chunk": lambda d, seq: encode(
+        AgentOutputChunk(_c(d, AgentOutputChunkData), timestamp=d["timestamp"], seq=seq)
+    ),
+    "screenshot_available": lambda d, seq: encode(
+        ScreenshotAvailable(_c(d, ScreenshotAvailableData), timestamp=d["timestamp"], seq=seq)
+    ),
+    "spec_created": lambda d, seq: encode(
+        SpecCreated(_c(d, SpecCreatedData), timestamp=d["timestamp"], seq=seq)
+    ),
+}
+
+
+def _agent_message(e: AgentActivity, seq: int) -> list[Delivery]:
+    """An agent's activity, to the run's followers."""
+    build = _AGENT_MESSAGES.get(e.kind)
+    if build is None:
+        return []  # a kind a newer version wrote: nothing this one can show
+    try:
+        frame = build(e.data, seq)
+    except msgspec.ValidationError:
+        return []  # a stored payload this version cannot show; the log keeps it
+    return [(None, e.adw_id, frame)]
 
 
 def _response(e: RunQueued | TriggerDeduplicated | TriggerRejected) -> TriggerResponseData:

@@ -35,6 +35,14 @@ from typing import IO, Any, cast
 import msgspec
 import pykka
 
+from adwd.actors.adwstate import (
+    has_loader,
+    merged_state,
+    read_state,
+    state_path,
+    write_state,
+)
+from adwd.actors.agentstream import AgentStream
 from adwd.actors.base import Actor
 from adwd.actors.catalogue import LaunchPlan, RetryPolicy, WorkflowSpec
 from adwd.actors.lifecycle import (
@@ -47,6 +55,8 @@ from adwd.actors.lifecycle import (
     StopLater,
 )
 from adwd.actors.messages import (
+    AgentRecords,
+    AgentReport,
     Append,
     Exited,
     Kill,
@@ -58,7 +68,9 @@ from adwd.actors.messages import (
 )
 from adwd.actors.processes import group_alive, start_ticks, usage_of
 from adwd.actors.progress import parse_progress_line
+from adwd.actors.watcher import Items, Offsets, Watcher, recorded_offsets
 from adwd.events.domain import (
+    AdwStateWritten,
     DomainEvent,
     ResourceUsage,
     RunCompleted,
@@ -138,6 +150,9 @@ class WorkflowActor(Actor):
         self._timers: list[threading.Timer] = []
         self._exit = _ExitBox()  # the waiter, the one reaper, fills it
         self._gate: int | None = None  # write end of the start gate, until opened
+        self._stream = AgentStream(adw_id, workflow_type)  # the agent activity (issue 14)
+        self._watcher: Watcher | None = None
+        self._serial = 0  # of the newest watcher batch whose offsets were recorded
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -153,6 +168,17 @@ class WorkflowActor(Actor):
             log_file = log_path.open("ab")
         except OSError as exc:
             self._apply(self._run.spawn_failed(f"could not create its log: {exc}"))
+            return
+        try:
+            self._write_adw_state(plan)
+        except OSError as exc:
+            log_file.close()
+            self._apply(
+                self._run.spawn_failed(
+                    f"could not write its ADW state ({exc}); check that the run's cwd "
+                    f"{plan.cwd!r} is writable."
+                )
+            )
             return
         header = f"--- adwd: {' '.join(plan.argv)} (cwd {plan.cwd}) at {time.ctime()}\n"
         log_file.write(header.encode())
@@ -212,6 +238,67 @@ class WorkflowActor(Actor):
             threading.Thread(
                 target=target, args=args, name=f"adw-{name}-{self._adw_id}", daemon=True
             ).start()
+        self._start_watcher(plan)
+
+    def _write_adw_state(self, plan: LaunchPlan) -> None:
+        """The ADW state the scripts load, created or merged, then its fact
+        (appended before run_started: the log says what the child found)."""
+        if not has_loader(plan.cwd):
+            return  # no ADW scripts there to read it (and never create a cwd here)
+        path = state_path(plan.cwd, self._adw_id)
+        existing = read_state(path)
+        state, changed = merged_state(self._request, existing)
+        write_state(path, state)
+        written = AdwStateWritten(
+            adw_id=self._adw_id,
+            workflow_type=self._workflow_type,
+            path=str(path),
+            created=existing is None,
+            data_source=str(state.get("data_source", "github")),
+            changed=changed,
+        )
+        self._tell_log(Append([self._new(written)]))
+
+    def _start_watcher(self, plan: LaunchPlan) -> None:
+        """Tail the run's agent files from where the last run of its adw_id stopped."""
+        # logs_path is <data_dir>/agents/<adw_id>/<workflow_type>/execution.log
+        events_db = Path(plan.logs_path).parents[3] / "events.db"
+        me = self.actor_ref
+
+        def deliver(items: Items, offsets: Offsets) -> None:
+            serial = watcher.serial
+            _tell_quietly(me, AgentRecords(items, offsets, serial))
+
+        root = Path(plan.cwd) / "agents" / self._adw_id
+        # No agent files yet: nothing recorded can apply to them (a file made later is
+        # read from its start), so the log need not be read.
+        offsets = recorded_offsets(events_db, self._adw_id) if root.is_dir() else {}
+        watcher = Watcher(
+            root,
+            offsets,
+            deliver,
+            name=f"adw-watch-{self._adw_id}",
+        )
+        self._watcher = watcher
+        watcher.start()
+
+    def _on_records(self, items: Items, offsets: Offsets, serial: int) -> None:
+        newest = serial > self._serial
+        self._serial = max(self._serial, serial)
+        self._record(self._stream.records(items, offsets if newest else None, time.time()))
+
+    def _drain_watcher(self) -> None:
+        """Record what the agent wrote up to now, then what was coalesced."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is None:
+            return
+        for items, offsets, serial in watcher.drain():
+            self._on_records(items, offsets, serial)
+        self._record(self._stream.final(time.time()))
+
+    def _record(self, events: list[DomainEvent]) -> None:
+        if events:
+            self._tell_log(Append([self._new(e) for e in events]))
 
     @staticmethod
     def _check_launchable(plan: LaunchPlan) -> None:
@@ -259,6 +346,12 @@ class WorkflowActor(Actor):
             outputs = run.stop_requested(
                 f"its output could not be written: {message.reason}", cause="output"
             )
+        elif isinstance(message, AgentRecords):
+            self._on_records(message.items, message.offsets, message.serial)
+            outputs = []
+        elif isinstance(message, AgentReport):
+            self._record(self._stream.reported((message.kind, message.data), time.time()))
+            outputs = []
         elif isinstance(message, _OpenGate):
             self._open_gate()
             outputs = []
@@ -274,6 +367,7 @@ class WorkflowActor(Actor):
         if self._run.ended or self._proc is None:
             return
         returncode = self._stop_group()
+        self._drain_watcher()
         self._apply(self._run.interrupted(returncode, time.monotonic()))
 
     def on_failure(
@@ -292,6 +386,8 @@ class WorkflowActor(Actor):
         for timer in self._timers:
             timer.cancel()
         returncode = self._stop_group() if self._proc is not None else None
+        with contextlib.suppress(Exception):  # a failing actor records what it can
+            self._drain_watcher()
         self._apply(self._run.failed_inside(name, returncode, time.monotonic()))
 
     # -- effects -----------------------------------------------------------
@@ -303,6 +399,7 @@ class WorkflowActor(Actor):
             # The workflow is done; what it left in its group (a server, a test
             # runner) is not: a run's end means its processes are gone.
             self._stop_group()
+        self._drain_watcher()  # the agent's last records come before the run's end
         last = _last_output_line(self._plan.logs_path) if returncode != 0 else ""
         return self._run.exited(returncode, usage, time.monotonic(), last_line=last)
 

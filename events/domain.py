@@ -235,6 +235,64 @@ class ActorFailed(DomainEvent, tag="actor_failed", frozen=True):
     action: str = ""  # what the supervisor did: "connection closed 1011", ...
 
 
+# --------------------------------------------------------------------------
+# The real ADW scripts and the board's agent stream (issue 14)
+
+
+class AdwStateWritten(DomainEvent, tag="adw_state_written", frozen=True):
+    """Before launching a run, adwd wrote the ADW state its scripts load
+    (``<cwd>/agents/<adw_id>/adw_state.json``): ``created`` or updated (a
+    dependent workflow of an existing adw_id); ``changed`` names the fields."""
+
+    adw_id: str
+    workflow_type: str
+    path: str
+    created: bool
+    data_source: str
+    changed: list[str] = []
+
+
+class AgentActivity(DomainEvent, tag="agent_activity", frozen=True):
+    """What an agent of a run did, for the board's agent panel: ``kind`` is the
+    board's message type (``text_block``, ``tool_use_pre``...), ``data`` its
+    ``data`` payload, already in the board's shape (actors/agentstream.py).
+    ``source``: ``notifier`` (an HTTP POST of the scripts) or the file it was
+    read from (``<agent>/raw_output.jsonl``)."""
+
+    adw_id: str
+    workflow_type: str
+    kind: str
+    data: dict[str, Any]
+    source: str = ""
+
+
+class AgentOffsets(DomainEvent, tag="agent_offsets", frozen=True):
+    """How far the run's watcher has read each agent file (relative path ->
+    ``[inode, byte offset]``), committed with the activity read up to there:
+    a restart resumes after the last record recorded, never before or after."""
+
+    adw_id: str
+    workflow_type: str
+    offsets: dict[str, list[int]]
+
+
+class AdwDeleted(DomainEvent, tag="adw_deleted", frozen=True):
+    """``DELETE /api/adws/<adw_id>``: its runs were cancelled (``runs_cancelled``
+    of them were queued or running) and its work removed (``removed``: paths)."""
+
+    adw_id: str
+    runs_cancelled: int = 0
+    removed: list[str] = []
+
+
+ADW_EVENTS: tuple[type[DomainEvent], ...] = (
+    AdwStateWritten,
+    AgentActivity,
+    AgentOffsets,
+    AdwDeleted,
+)
+
+
 DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
     ServiceStarted,
     ServiceStopped,
@@ -252,6 +310,7 @@ DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
     RunLogged,
     ActorFailed,
     RecoveryOffered,
+    *ADW_EVENTS,
 )
 AnyEvent = (
     ServiceStarted
@@ -270,6 +329,10 @@ AnyEvent = (
     | RunLogged
     | ActorFailed
     | RecoveryOffered
+    | AdwStateWritten  # issue 14: ADW_EVENTS
+    | AgentActivity
+    | AgentOffsets
+    | AdwDeleted
 )
 TERMINAL_EVENTS = (RunCompleted, RunFailed)
 

@@ -24,6 +24,7 @@ class ErrorCode(enum.StrEnum):
     CONFLICT = "conflict"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
+    NOT_IMPLEMENTED = "not_implemented"  # HTTP 501: a board endpoint adwd does not serve (issue 14)
 
 
 class CloseCode(enum.IntEnum):

@@ -190,21 +190,6 @@ class GetQueueStatus(_Message, tag="get_queue_status", frozen=True):
     data: dict[str, Any] | None = None
 
 
-ClientMessage = (
-    Ping
-    | TriggerWorkflow
-    | CancelWorkflow
-    | Subscribe
-    | GetQueueStatus
-    | TerminateWorkflow
-    | Recover
-    | CardMoved
-)
-CLIENT_TYPES: frozenset[str] = frozenset(
-    str(m.__struct_config__.tag)  # a str tag (msgspec's type allows int tags too)
-    for m in get_args(ClientMessage)
-)
-
 # --------------------------------------------------------------------------
 # Server -> client
 
@@ -531,6 +516,371 @@ class Alert(_Message, tag="alert", frozen=True):
     seq: int | None = None
 
 
+# --------------------------------------------------------------------------
+# The Kanban board's agent stream and session messages (issue 14)
+#
+# Shapes of the original trigger server (adws/adw_modules/websocket_manager.py
+# and adw_triggers/trigger_websocket.py of AgenticKanban). Where the board
+# reads a field under another name than that server sent, both are sent:
+# ``timestamp`` in ``data`` and on the envelope, ``change_type`` beside
+# ``operation``, ``input``/``output``/``success`` beside
+# ``tool_input``/``tool_output``/``status``. ``truncated`` is true when adwd
+# cut a content field to its maximum record size (the cut is noted in it).
+
+JsonObject = dict[str, Any]
+
+
+class AgentLogData(_Data, frozen=True):
+    """A line about the agent: a system record of its stream, a notifier's log entry,
+    or adwd's own note (a coalesced burst, a record cut)."""
+
+    adw_id: str
+    message: str
+    level: str
+    timestamp: Timestamp
+    source: str = ""
+    agent_role: str | None = None
+    session_id: str | None = None
+    details: str | None = None
+    context: JsonObject | None = None
+
+
+class AgentUpdatedData(_Data, frozen=True):
+    """The agent's state changed (the notifier's ``state_change``)."""
+
+    adw_id: str
+    timestamp: Timestamp
+    status: str | None = None
+    workflow_name: str | None = None
+    current_step: str | None = None
+    message: str | None = None
+    state_snapshot: JsonObject | None = None
+    state: JsonObject | None = None
+    changed_fields: list[str] | None = None
+
+
+class ThinkingBlockData(_Data, frozen=True):
+    """The agent's reasoning (a ``thinking`` block of its stream)."""
+
+    adw_id: str
+    content: str
+    timestamp: Timestamp
+    reasoning_type: str | None = None
+    duration_ms: int | None = None
+    sequence: int | None = None
+    truncated: bool = False
+
+
+class TextBlockData(_Data, frozen=True):
+    """Text the agent wrote (a ``text`` block of an assistant record)."""
+
+    adw_id: str
+    content: str
+    timestamp: Timestamp
+    sequence: int | None = None
+    truncated: bool = False
+
+
+class ToolUsePreData(_Data, frozen=True):
+    """The agent calls a tool (a ``tool_use`` block); ``input`` repeats ``tool_input``."""
+
+    adw_id: str
+    tool_name: str
+    timestamp: Timestamp
+    tool_input: JsonObject | None = None
+    input: JsonObject | None = None
+    tool_use_id: str | None = None
+    truncated: bool = False
+
+
+class ToolUsePostData(_Data, frozen=True):
+    """A tool's result (a ``tool_result`` block of a user record); ``output`` repeats
+    ``tool_output``, ``success`` says what ``status`` says."""
+
+    adw_id: str
+    tool_name: str
+    timestamp: Timestamp
+    tool_output: str | None = None
+    output: str | None = None
+    status: str = "success"
+    success: bool = True
+    error: str | None = None
+    tool_use_id: str | None = None
+    duration_ms: int | None = None
+    truncated: bool = False
+
+
+class FileChangedData(_Data, frozen=True):
+    """The agent touched a file (the notifier's ``file_operation``); ``change_type``
+    repeats ``operation``."""
+
+    adw_id: str
+    file_path: str
+    operation: str
+    change_type: str
+    timestamp: Timestamp
+    diff: str | None = None
+    summary: str | None = None
+    lines_added: int = 0
+    lines_removed: int = 0
+    truncated: bool = False
+
+
+class WorkflowPhaseTransitionData(_Data, frozen=True):
+    """The workflow moved from one phase to another."""
+
+    adw_id: str
+    phase_to: str
+    timestamp: Timestamp
+    phase_from: str | None = None
+    workflow_name: str | None = None
+    metadata: JsonObject | None = None
+
+
+class AgentOutputChunkData(_Data, frozen=True):
+    """A chunk of an agent's raw output, as the notifier posted it."""
+
+    adw_id: str
+    agent_role: str
+    content: str
+    timestamp: Timestamp
+    line_number: int | None = None
+    total_lines: int | None = None
+    is_complete: bool = False
+    truncated: bool = False
+
+
+class ScreenshotAvailableData(_Data, frozen=True):
+    """A screenshot (a review's) is available at ``screenshot_path``."""
+
+    adw_id: str
+    screenshot_path: str
+    screenshot_type: str
+    timestamp: Timestamp
+    metadata: JsonObject | None = None
+
+
+class SpecCreatedData(_Data, frozen=True):
+    """A spec file (plan, patch, review) was written at ``spec_path``."""
+
+    adw_id: str
+    spec_path: str
+    spec_type: str
+    timestamp: Timestamp
+    metadata: JsonObject | None = None
+
+
+class SessionRegisteredData(_Data, frozen=True):
+    """A board session registered: its tabs are counted as one (``connections``)."""
+
+    session_id: str
+    message: str
+    connections: int = 1
+
+
+class TicketNotificationResponseData(_Data, frozen=True):
+    """What came of a ``ticket_notification`` (``status`` ``received`` or ``error``)."""
+
+    status: Literal["received", "error"]
+    ticket_id: str
+    message: str
+    timestamp: Timestamp
+    error: str | None = None
+    cleaned_up: str | None = None  # the old adw_id whose runs and work were removed
+
+
+class AgentLog(_Message, tag="agent_log", frozen=True):
+    """A line about an agent, for the board's agent log panel."""
+
+    data: AgentLogData
+    timestamp: Timestamp = ""
+    seq: int | None = None
+
+
+class AgentUpdated(_Message, tag="agent_updated", frozen=True):
+    """An agent's state changed."""
+
+    data: AgentUpdatedData
+    timestamp: Timestamp = ""
+    seq: int | None = None
+
+
+class ThinkingBlock(_Message, tag="thinking_block", frozen=True):
+    """An agent's thinking block."""
+
+    data: ThinkingBlockData
+    timestamp: Timestamp = ""
+    seq: int | None = None
+
+
+class TextBlock(_Message, tag="text_block", frozen=True):
+    """An agent's text block."""
+
+    data: TextBlockData
+    timestamp: Timestamp = ""
+    seq: int | None = None
+
+
+class ToolUsePre(_Message, tag="tool_use_pre", frozen=True):
+    """An agent is about to use a tool."""
+
+    data: ToolUsePreData
+    timestamp: Timestamp = ""
+    seq: int | None = None
+
+
+class ToolUsePost(_Message, tag="tool_use_post", frozen=True):
+    """A tool an agent used returned."""
+
+    data: ToolUsePostData
+    timestamp: Timestamp = ""
+    seq: int | None = None
+
+
+class FileChanged(_Message, tag="file_changed", frozen=True):
+    """An agent changed a file."""
+
+    data: FileChangedData
+    timestamp: Timestamp = ""
+    seq: int | None = None
+
+
+class WorkflowPhaseTransition(_Message, tag="workflow_phase_transition", frozen=True):
+    """A workflow moved between phases."""
+
+    data: WorkflowPhaseTransitionData
+    timestamp: Timestamp = ""
+    seq: int | None = None
+
+
+class AgentOutputChunk(_Message, tag="agent_output_chunk", frozen=True):
+    """A chunk of an agent's output."""
+
+    data: AgentOutputChunkData
+    timestamp: Timestamp = ""
+    seq: int | None = None
+
+
+class ScreenshotAvailable(_Message, tag="screenshot_available", frozen=True):
+    """A screenshot is available."""
+
+    data: ScreenshotAvailableData
+    timestamp: Timestamp = ""
+    seq: int | None = None
+
+
+class SpecCreated(_Message, tag="spec_created", frozen=True):
+    """A spec file was created."""
+
+    data: SpecCreatedData
+    timestamp: Timestamp = ""
+    seq: int | None = None
+
+
+class SessionRegistered(_Message, tag="session_registered", frozen=True):
+    """Answer to ``register_session``."""
+
+    data: SessionRegisteredData
+
+
+class TicketNotificationResponse(_Message, tag="ticket_notification_response", frozen=True):
+    """Answer to ``ticket_notification``."""
+
+    data: TicketNotificationResponseData
+
+
+AGENT_MESSAGES: dict[str, type[_Message]] = {
+    str(m.__struct_config__.tag): m
+    for m in (
+        AgentLog,
+        AgentUpdated,
+        ThinkingBlock,
+        TextBlock,
+        ToolUsePre,
+        ToolUsePost,
+        FileChanged,
+        WorkflowPhaseTransition,
+        AgentOutputChunk,
+        ScreenshotAvailable,
+        SpecCreated,
+    )
+}
+"""The board's agent stream messages by type: what an ``agent_activity`` event becomes."""
+
+# Client -> server (issue 14)
+
+
+class RegisterSessionData(_Data, frozen=True):
+    """A board's session: the tabs of one browser session share its id."""
+
+    session_id: Annotated[str, Meta(min_length=1, max_length=128)]
+    client_info: dict[str, Any] | None = None
+
+
+class TicketNotificationData(_Data, frozen=True):
+    """A card the board created or restarted (``stage`` not backlog: a restart, whose
+    ``old_adw_id``'s runs are cancelled and work removed)."""
+
+    id: Annotated[str, Meta(max_length=128)] | Annotated[int, Meta(ge=0)]
+    title: Annotated[str, Meta(max_length=500)] = ""
+    stage: Annotated[str, Meta(max_length=64)] | None = None
+    old_adw_id: AdwId | None = None
+    description: str | None = None
+    work_item_type: Annotated[str, Meta(max_length=64)] | None = None
+
+
+class ClientWorkflowLogData(_Data, frozen=True):
+    """A log line a board sends about a run, for the run's other followers."""
+
+    adw_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    workflow_name: Annotated[str, Meta(max_length=64)]
+    message: Annotated[str, Meta(max_length=2000)]
+    level: LogLevel
+    timestamp: Annotated[str, Meta(max_length=64)]
+
+
+class RegisterSession(_Message, tag="register_session", frozen=True):
+    """Register this connection under a board session; answered by ``session_registered``."""
+
+    data: RegisterSessionData
+
+
+class TicketNotification(_Message, tag="ticket_notification", frozen=True):
+    """A card was created or restarted; answered by ``ticket_notification_response``."""
+
+    data: TicketNotificationData
+
+
+class ClientWorkflowLog(_Message, tag="workflow_log", frozen=True):
+    """A log line from a board about a run: recorded, then sent to the run's followers
+    as a ``workflow_log`` with ``seq``."""
+
+    data: ClientWorkflowLogData
+
+
+BOARD_CLIENT_MESSAGES = (RegisterSession, TicketNotification, ClientWorkflowLog)
+
+# The unions of client messages come last: they name the board's messages above.
+ClientMessage = (
+    Ping
+    | TriggerWorkflow
+    | CancelWorkflow
+    | Subscribe
+    | GetQueueStatus
+    | TerminateWorkflow
+    | Recover
+    | CardMoved
+    # issue 14: the board's own messages
+    | RegisterSession
+    | TicketNotification
+    | ClientWorkflowLog
+)
+CLIENT_TYPES: frozenset[str] = frozenset(
+    str(m.__struct_config__.tag)  # a str tag (msgspec's type allows int tags too)
+    for m in get_args(ClientMessage)
+)
+
+
 ServerMessage = (
     Pong
     | Subscribed
@@ -550,4 +900,18 @@ ServerMessage = (
     | AuthResponse
     | PerformanceMetrics
     | Alert
+    # issue 14: the board's agent stream and session answers
+    | AgentLog
+    | AgentUpdated
+    | ThinkingBlock
+    | TextBlock
+    | ToolUsePre
+    | ToolUsePost
+    | FileChanged
+    | WorkflowPhaseTransition
+    | AgentOutputChunk
+    | ScreenshotAvailable
+    | SpecCreated
+    | SessionRegistered
+    | TicketNotificationResponse
 )

@@ -210,6 +210,14 @@ class ViewStore:
         _load_lineage(self._conn, p)
         return p
 
+    def all_runs(self, limit: int = 5000) -> list[RunView]:
+        """The ``limit`` runs changed last, oldest first (the board's ADW list)."""
+        columns = ", ".join(_RUN_COLUMNS)
+        rows = self._conn.execute(
+            f"SELECT {columns} FROM runs ORDER BY last_seq DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [_run_view(row) for row in reversed(rows)]
+
     def runs_of(self, adw_id: str) -> list[RunView]:
         """Every run of an adw_id the views hold (one per workflow type), oldest first."""
         columns = ", ".join(_RUN_COLUMNS)

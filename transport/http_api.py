@@ -35,6 +35,7 @@ import functools
 import ipaddress
 import logging
 import re
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -46,20 +47,41 @@ import msgspec
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import SERVER
 
-from adwd.actors.messages import LogLine, Progress, RouteOutcome, StageReport
+from adwd.actors.agentstream import notifier_activity, posted_activity
+from adwd.actors.messages import AgentReport, LogLine, Progress, RouteOutcome, StageReport
 from adwd.events.errors import AdwdError, ErrorCode
 from adwd.events.http import (
     StatusUpdatePost,
+    agent_body_decoders,
+    agent_state_decoder,
+    output_chunk_decoder,
+    phase_transition_decoder,
+    screenshot_decoder,
+    spec_created_decoder,
     stage_event_decoder,
     workflow_update_decoder,
 )
 from adwd.projections.stages import STAGES
+from adwd.transport.board_api import BoardCall
+from adwd.transport.board_api import route as board_route
 
 log = logging.getLogger(__name__)
 
 WS_PATHS = frozenset({"/ws/trigger", "/ws"})
 UPDATE_PATHS = ("/api/workflow-updates", "/api/stage-event")
-LOCAL_ORIGIN = re.compile(r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?")
+# The notifier's agent activity endpoints (issue 14): same authorisation as the above.
+AGENT_PATHS = (
+    "/api/agent-state-update",
+    "/api/workflow-phase-transition",
+    "/api/agent-output-chunk",
+    "/api/screenshot-available",
+    "/api/spec-created",
+)
+# Boards served from this machine: localhost, its addresses, and the *.localhost names the
+# board uses behind its proxy (http://<adw_id>.localhost, http://api.<adw_id>.localhost).
+LOCAL_ORIGIN = re.compile(
+    r"https?://(localhost|127\.0\.0\.1|\[::1\]|([a-z0-9-]+\.)+localhost)(:\d+)?", re.IGNORECASE
+)
 MAX_BODY = 1024 * 1024
 MAX_HEAD = 65536  # request line and headers
 LINGER_S = 2.0  # after refusing a request not read whole: how long to drain it before closing
@@ -84,6 +106,8 @@ class Unavailable(AdwdError):
 
 # A GET path -> its answer (health, readiness, the read API); runs on the loop.
 Read = Callable[[str], Awaitable[Reply]]
+# A board REST call (transport/board_api.py) -> its answer; runs on the loop.
+Board = Callable[["BoardCall"], Awaitable[Reply]]
 # (adw_id, message for the run's actor, bearer token, from loopback) -> what came of it.
 # Blocking: called in an executor thread.
 Route = Callable[[str, object, str | None, bool], RouteOutcome]
@@ -95,6 +119,7 @@ class Backend:
 
     read: Read
     route: Route
+    board: Board | None = None  # None: the board's REST calls are not served
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +130,7 @@ class HttpRequest:
     path: str
     headers: Mapping[str, str]
     body: bytes = b""
+    query: str = ""  # the target's query string, without "?"
 
 
 # What HttpExchange.receive decides (None: nothing yet, send more bytes).
@@ -158,7 +184,7 @@ def cors(origin: str | None, *, preflight: bool) -> list[tuple[str, str]]:
     headers = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
     if preflight:
         headers += [
-            ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+            ("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS"),
             ("Access-Control-Allow-Headers", "Content-Type, Authorization"),
             ("Access-Control-Max-Age", "600"),
         ]
@@ -288,6 +314,7 @@ class HttpExchange:
             path=_path(head.target),
             headers=headers,
             body=bytes(self._body),
+            query=urllib.parse.urlsplit(head.target.decode("latin-1")).query,
         )
 
 
@@ -339,6 +366,12 @@ async def _answer(request: HttpRequest, backend: Backend, local: bool) -> Reply:
     method, path = request.method, request.path
     if method == "OPTIONS":  # a CORS preflight: respond() adds the headers for a local origin
         return Reply(HTTPStatus.NO_CONTENT)
+    board = board_route(method, path, request.query) if backend.board is not None else None
+    if isinstance(board, BoardCall):
+        assert backend.board is not None
+        return await backend.board(board)
+    if board is not None:
+        return Reply(*board)  # 501: a board call adwd does not serve, and why
     if method in ("GET", "HEAD"):
         if path in WS_PATHS:
             return error(
@@ -348,12 +381,13 @@ async def _answer(request: HttpRequest, backend: Backend, local: bool) -> Reply:
                 (("Upgrade", "websocket"),),
             )
         return await backend.read(path)
-    if method == "POST" and path in UPDATE_PATHS:
+    if method == "POST" and (path in UPDATE_PATHS or path in AGENT_PATHS):
         return await _update(request, backend.route, local)
     return error(
         HTTPStatus.NOT_FOUND,
         ErrorCode.NOT_FOUND,
-        f"No {method} {path}. POST to /api/workflow-updates or /api/stage-event.",
+        f"No {method} {path}. POST to /api/workflow-updates, /api/stage-event or "
+        f"{', '.join(AGENT_PATHS)}.",
     )
 
 
@@ -373,6 +407,8 @@ async def _update(request: HttpRequest, route: Route, local: bool) -> Reply:
 
 def _parse(path: str, body: bytes) -> tuple[str, object]:
     """The adw_id a body is about, and the message for that run's actor."""
+    if path in AGENT_PATHS:
+        return _agent_report(path, body)
     if path == "/api/workflow-updates":
         update = workflow_update_decoder.decode(body)
         if isinstance(update, StatusUpdatePost):
@@ -386,11 +422,38 @@ def _parse(path: str, body: bytes) -> tuple[str, object]:
     return event.adw_id, StageReport(stage, event.message)
 
 
+_POST_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    "/api/workflow-phase-transition": phase_transition_decoder,
+    "/api/agent-output-chunk": output_chunk_decoder,
+    "/api/screenshot-available": screenshot_decoder,
+    "/api/spec-created": spec_created_decoder,
+}
+
+
+def _agent_report(path: str, body: bytes) -> tuple[str, AgentReport]:
+    """A notifier's agent activity POST, validated, as the board's message."""
+    now = time.time()
+    if path == "/api/agent-state-update":
+        update = agent_state_decoder.decode(body)
+        try:
+            data = agent_body_decoders[update.event_type].decode(update.data)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"{exc} (in data, for event_type {update.event_type!r})") from exc
+        fields = msgspec.structs.asdict(data)
+        kind, payload = notifier_activity(update.adw_id, update.event_type, fields, now)
+        return update.adw_id, AgentReport(kind, payload)
+    decoder = _POST_DECODERS[path]
+    post = decoder.decode(body)
+    kind, payload = posted_activity(post, now)
+    return post.adw_id, AgentReport(kind, payload)
+
+
 def route_reply(outcome: RouteOutcome, adw_id: str) -> tuple[HTTPStatus, dict[str, str]]:
     """The HTTP answer to a routed update: one case per outcome, checked exhaustive."""
     match outcome:
         case RouteOutcome.ACCEPTED:
-            return HTTPStatus.ACCEPTED, {"status": "accepted", "adw_id": adw_id}
+            # 200, not 202: the ADW scripts' notifier counts anything else as a failure.
+            return HTTPStatus.OK, {"status": "accepted", "adw_id": adw_id}
         case RouteOutcome.FORBIDDEN:
             return HTTPStatus.FORBIDDEN, error_body(
                 ErrorCode.FORBIDDEN,

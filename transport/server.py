@@ -34,6 +34,8 @@ from adwd.events.codec import encode
 from adwd.events.errors import AdwdError, CloseCode, ErrorCode
 from adwd.events.store import StoredEvent
 from adwd.events.wire import Error, ErrorData, SubscribeData
+from adwd.transport.board_api import BoardCall
+from adwd.transport.board_rest import BoardRest
 from adwd.transport.catchup import Readers, catch_up
 from adwd.transport.deflate import DEFAULT_MIN_SIZE, server_extensions
 from adwd.transport.http_api import Backend, HttpAwareConnection, Reply, Unavailable, error
@@ -78,6 +80,9 @@ class TransportActor(Actor):
         # One proxy, made once: pykka introspects the actor for every new proxy.
         self._ask_projector = projector.proxy()
         self._readers = Readers(events_path)
+        self._board_rest = BoardRest(
+            scheduler=scheduler, projector=projector, event_log=event_log, events_path=events_path
+        )
         self._extensions = server_extensions(compression, compression_min_bytes)
         self._connection_threads = connection_threads
         self._fault_injection = fault_injection
@@ -132,7 +137,11 @@ class TransportActor(Actor):
                 "type[ServerConnection]",
                 functools.partial(
                     HttpAwareConnection,
-                    backend=Backend(read=self._http_answer, route=self._route_update),
+                    backend=Backend(
+                        read=self._http_answer,
+                        route=self._route_update,
+                        board=self._board_rest.answer,  # the board's REST calls (issue 14)
+                    ),
                 ),
             ),
         )
@@ -363,6 +372,22 @@ class _LoopOutbox:
 
     def resume(self, upto: int) -> None:
         self._t._loop.call_soon_threadsafe(self._t._router.resume, self._cid, upto)
+
+    def remove_adw(self, adw_id: str, done: Callable[[dict[str, Any]], None]) -> None:
+        self._t._loop.call_soon_threadsafe(self._remove, adw_id, done)
+
+    def _remove(self, adw_id: str, done: Callable[[dict[str, Any]], None]) -> None:
+        async def run() -> None:
+            try:
+                reply = await self._t._board_rest.answer(BoardCall("delete", adw_id))
+                body = reply.body if isinstance(reply.body, dict) else {}
+            except Exception as exc:  # an answer, always: the connection waits for it
+                body = {"success": False, "error": type(exc).__name__, "message": str(exc)}
+            done(body)
+
+        task = self._t._loop.create_task(run())
+        self._t._tasks.add(task)
+        task.add_done_callback(self._t._task_done)
 
     def _start(self, want: SubscribeData, explicit: bool, request_id: str | None) -> None:
         previous = self._last

@@ -9,12 +9,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from adwd.actors.catalogue import WorkflowSpec
 from tests.integration.conftest import TIMEOUT, Running
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
@@ -88,3 +90,47 @@ def test_kanban_app_over_a_restart(node: str, start_service: Callable[..., Runni
         "body": "As a user...",
         "labels": ["feature"],
     }
+
+
+def test_the_boards_agent_panel_and_session_messages(
+    node: str, start_service: Callable[..., Running], tmp_path: Path
+) -> None:
+    """The board's handlers, in Node, see every agent message by the fields they read."""
+    project = tmp_path / "project"
+    project.mkdir()
+    agent = Path(__file__).with_name("fake_agent.py")
+    spec = WorkflowSpec(argv=(sys.executable, str(agent), "{issue_number}", "{adw_id}"))
+    server = start_service(project_dir=str(project), workflows={"adw_agent": spec})
+    proc = subprocess.Popen(
+        [node, str(NODE_DIR / "board_agent_client.mjs")],
+        env={**os.environ, "ADWD_PORT": str(server.service.port), "ADW_ID": "nodeag1"},
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        seen = []
+        for message in _lines(proc):
+            seen.append(message)
+            if message["event"] in ("done", "ws_error"):
+                break
+        assert proc.wait(timeout=TIMEOUT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+    events = {m["event"]: m for m in seen}
+    assert "error" not in events, events.get("error")
+    assert events["session"]["data"]["session_id"] == "sess-node"
+    assert events["ticket"]["data"]["status"] == "received"
+    done = events["done"]
+    assert done["status"] == "completed"
+    panel = done["panel"]
+    kinds = {entry["kind"] for entry in panel}
+    assert kinds == {"thinking", "text", "tool", "result", "file", "log"}
+    assert all(entry["at"] and isinstance(entry["seq"], int) for entry in panel)
+    tool = next(e for e in panel if e["kind"] == "tool")
+    assert tool["input"] == {"file_path": "src/app.js"}
+    result = next(e for e in panel if e["kind"] == "result" and e["tool"] == "Read")
+    assert (result["output"], result["ok"]) == ("console.log(1)", True)
+    assert next(e for e in panel if e["kind"] == "file")["change"] == "modify"

@@ -208,7 +208,8 @@ def test_children_learn_the_server_url(start_service: Start, tmp_path: Path) -> 
     out = tmp_path / "env.json"
     code = (
         "import json,os,sys; json.dump({{k: os.environ.get(k) for k in "
-        "('WEBSOCKET_URL', 'WEBSOCKET_PORT', 'ADWD_URL')}}, open(sys.argv[1], 'w'))"
+        "('WEBSOCKET_URL', 'WEBSOCKET_PORT', 'ADWD_URL', 'ADWD_WS_URL', 'ADW_DB_ONLY')}}, "
+        "open(sys.argv[1], 'w'))"
     )
     spec = WorkflowSpec(argv=("{python}", "-c", code, str(out)))
     server = start_service(workflows={"adw_env": spec})
@@ -217,7 +218,9 @@ def test_children_learn_the_server_url(start_service: Start, tmp_path: Path) -> 
     client.wait_terminal("env1")
     port = server.service.port
     assert json.loads(out.read_text()) == {
-        "WEBSOCKET_URL": f"ws://127.0.0.1:{port}/ws/trigger",
+        "WEBSOCKET_URL": f"http://127.0.0.1:{port}",  # the notifier's HTTP base URL
         "WEBSOCKET_PORT": str(port),
         "ADWD_URL": f"http://127.0.0.1:{port}",
+        "ADWD_WS_URL": f"ws://127.0.0.1:{port}/ws/trigger",
+        "ADW_DB_ONLY": "false",
     }

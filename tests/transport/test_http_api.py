@@ -269,7 +269,7 @@ def test_a_preflight_from_a_local_board_gets_204_and_the_cors_headers() -> None:
     assert (reply.status, reply.body) == (204, b"")
     assert "content-length" not in reply.headers
     assert reply.headers["access-control-allow-origin"] == "http://[::1]:8080"
-    assert reply.headers["access-control-allow-methods"] == "GET, POST, OPTIONS"
+    assert reply.headers["access-control-allow-methods"] == "GET, POST, DELETE, OPTIONS"
     assert reply.headers["access-control-allow-headers"] == "Content-Type, Authorization"
 
 
@@ -280,6 +280,10 @@ def test_a_preflight_from_a_local_board_gets_204_and_the_cors_headers() -> None:
         ("http://127.0.0.1:3000", True),
         ("https://localhost", True),
         ("http://[::1]:8080", True),
+        ("http://a1b2c3d4.localhost", True),  # the board behind its proxy (issue 14)
+        ("http://api.a1b2c3d4.localhost:80", True),
+        ("http://evil.example/.localhost", False),
+        ("http://x.localhost.evil.example", False),
         ("https://evil.example", False),
         ("http://localhost.evil.example", False),
         ("http://localhost:5173\n", False),
@@ -386,7 +390,7 @@ def test_a_plain_get_of_a_websocket_path_is_told_to_upgrade(path: str) -> None:
 def test_an_update_is_routed_to_its_run(path: str, body: object, expected: object) -> None:
     fake = FakeTransport()
     reply = _answer(fake, "POST", path, body, {"authorization": "Bearer s3cret"}, local=False)
-    assert reply == Reply(HTTPStatus.ACCEPTED, {"status": "accepted", "adw_id": "a1"})
+    assert reply == Reply(HTTPStatus.OK, {"status": "accepted", "adw_id": "a1"})
     (routed,) = fake.routed
     assert routed[0] == "a1"
     assert type(routed[1]) is type(expected)
@@ -455,7 +459,7 @@ def test_a_failing_backend_gives_500_internal_and_is_logged(
 @pytest.mark.parametrize(
     ("outcome", "status", "code"),
     [
-        (RouteOutcome.ACCEPTED, HTTPStatus.ACCEPTED, None),
+        (RouteOutcome.ACCEPTED, HTTPStatus.OK, None),
         (RouteOutcome.FORBIDDEN, HTTPStatus.FORBIDDEN, "forbidden"),
         (RouteOutcome.NOT_FOUND, HTTPStatus.NOT_FOUND, "not_found"),
     ],
@@ -472,7 +476,7 @@ def test_each_outcome_has_its_status_and_error_code(
 
 def test_every_outcome_is_answered() -> None:
     assert {route_reply(o, "a")[0] for o in RouteOutcome} == {
-        HTTPStatus.ACCEPTED,
+        HTTPStatus.OK,
         HTTPStatus.FORBIDDEN,
         HTTPStatus.NOT_FOUND,
     }
