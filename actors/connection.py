@@ -37,6 +37,7 @@ from adwd.actors.messages import (
     Reject,
     Trigger,
 )
+from adwd.actors.telemetry import Telemetry
 from adwd.events.codec import decode_client, encode, peek
 from adwd.events.domain import ActorFailed, TriggerRejected, connection_stream
 from adwd.events.errors import ErrorCode, ProtocolError
@@ -84,8 +85,10 @@ class ConnectionActor(DispatchedActor):
         transport: pykka.ActorRef[pykka.Actor] | None = None,
         workflow_types: frozenset[str],
         fault_injection: bool = False,
+        telemetry: Telemetry | None = None,
     ) -> None:
         super().__init__(dispatcher)
+        self._received = telemetry.messages_in if telemetry is not None else None  # /metrics
         self._cid = connection_id
         self._outbox = outbox
         self._since, self._epoch = since, epoch
@@ -189,8 +192,12 @@ class ConnectionActor(DispatchedActor):
         try:
             msg = decode_client(frame)
         except ProtocolError as problem:
+            if self._received is not None:
+                self._received.labels("invalid").inc()
             self._on_invalid(frame, problem)
             return False
+        if self._received is not None:
+            self._received.labels(str(msg.__struct_config__.tag)).inc()
         if isinstance(msg, Ping):
             request_id = msg.request_id or ""
             if self._faults and request_id.startswith(FAULT_PREFIX):

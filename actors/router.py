@@ -87,6 +87,14 @@ class Router:
         self.slow_disconnects = 0
         self._tasks: set[asyncio.Task[None]] = set()  # closes and flushers under way
         self._out: dict[_Conn, list[bytes]] = {}  # frames to write at the end of this hand-off
+        # Messages handed to connections, by type (/metrics reads it on this loop too):
+        # a plain dict, no lock, and one increment per frame and batch of recipients.
+        self.sent: dict[bytes, int] = {}
+
+    def _count(self, frame: bytes, recipients: int) -> None:
+        # Every frame starts {"type":"<type>" (msgspec writes the tag first).
+        kind = frame[9 : frame.find(b'"', 9)]
+        self.sent[kind] = self.sent.get(kind, 0) + recipients
 
     def add(self, connection_id: str, ws: ServerConnection) -> None:
         """Register a connection, paused until its catch-up is done."""
@@ -167,6 +175,7 @@ class Router:
         try:
             for frame in frames:
                 await conn.ws.send(frame, text=True)
+                self._count(frame, 1)
         except ConnectionClosed:
             return False
         return True
@@ -198,6 +207,7 @@ class Router:
         """Send a frame that is not part of the event stream to every connection."""
         for conn in self._conns.values():
             self._queue(conn, frame)
+        self._count(frame, len(self._conns))
         self._write_out()
 
     def fail(self, connection_id: str, frame: bytes) -> None:
@@ -219,11 +229,13 @@ class Router:
             conn = self._conns.get(connection_id)
             if conn is not None:
                 self._queue(conn, frame)
+                self._count(frame, 1)
         self._write_out()
 
     def _route(
         self, conns: list[_Conn], seq: int, frame: bytes, adw_id: str | None, *, addressed: bool
     ) -> None:
+        self._count(frame, len(conns))
         for conn in conns:
             if conn.buffer is None:
                 self._queue(conn, frame)

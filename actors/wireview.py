@@ -10,6 +10,8 @@ from collections.abc import Collection
 
 from adwd.events.codec import encode
 from adwd.events.domain import (
+    AlertFired,
+    AlertResolved,
     CancelRequested,
     ErrorReported,
     RunCompleted,
@@ -25,6 +27,8 @@ from adwd.events.domain import (
 from adwd.events.errors import ErrorCode
 from adwd.events.store import StoredEvent
 from adwd.events.wire import (
+    Alert,
+    AlertData,
     CancelResponse,
     CancelResponseData,
     ErrorReport,
@@ -150,7 +154,31 @@ def wire_messages(stored: StoredEvent) -> list[Delivery]:
             error_class=e.error_class or None,
         )
         return [(None, e.adw_id or None, encode(ErrorReport(report, seq=seq)))]
+    if isinstance(e, AlertFired | AlertResolved):
+        return [(None, None, encode(Alert(_alert(e, stored.ts), seq=seq)))]  # to everyone
     return []
+
+
+def _alert(e: AlertFired | AlertResolved, ts: float) -> AlertData:
+    """An alert's fire or resolve as the ``alert`` message (monitoring, issue 12)."""
+    if isinstance(e, AlertFired):
+        return AlertData(
+            alert_id=e.alert_id,
+            level=e.level,
+            message=e.message,
+            component=e.component,
+            timestamp=_iso(ts),
+            actions_required=e.actions_required,
+        )
+    return AlertData(
+        alert_id=e.alert_id,
+        level="info",
+        message=e.message,
+        component=e.component,
+        timestamp=_iso(ts),
+        actions_required=[],
+        state="resolved",
+    )
 
 
 def _response(e: RunQueued | TriggerDeduplicated | TriggerRejected) -> TriggerResponseData:

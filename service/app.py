@@ -7,16 +7,20 @@ import logging
 import os
 import sys
 import threading
+from typing import Any
 
 import pykka
 
 from adwd.actors.eventlog import EventLogActor
 from adwd.actors.messages import Append, Listening
+from adwd.actors.monitor import Attach, Batch, MonitorActor
 from adwd.actors.projector import Committed, ProjectionActor
 from adwd.actors.scheduler import SchedulerActor
+from adwd.actors.telemetry import Telemetry
 from adwd.actors.workflow import WorkflowActor
 from adwd.events.domain import SYSTEM_STREAM, ActorFailed, ServiceStarted, ServiceStopped
 from adwd.events.store import EventStore, NewEvent
+from adwd.projections.runs import RunsProjection
 from adwd.projections.views import ViewStore, catch_up
 from adwd.service.config import Config
 from adwd.service.recovery import recover_in_flight
@@ -51,6 +55,12 @@ def _restore_switch_interval() -> None:
             sys.setswitchinterval(_switch["original"])
 
 
+def _version() -> str:
+    from adwd import __version__  # local: the package root is above the layers
+
+    return __version__
+
+
 class Service:
     """The running service: start it, read its port, stop it."""
 
@@ -65,6 +75,9 @@ class Service:
         self._scheduler: pykka.ActorRef[SchedulerActor] | None = None
         self._transport: pykka.ActorRef[TransportActor] | None = None
         self._projector: pykka.ActorRef[ProjectionActor] | None = None
+        self._monitor: pykka.ActorRef[MonitorActor] | None = None
+        # This service's Prometheus metrics (GET /metrics).
+        self.telemetry = Telemetry(version=_version())
         self._switched = False
 
     @property
@@ -106,11 +119,17 @@ class Service:
             epoch=store.epoch,
             queue_status_interval_s=cfg.queue_status_interval_s,
         )
+        subscribers = [lambda batch: projector.tell(Committed(batch))]
+        # Monitoring (issue 12): started before the log so it folds every committed event.
+        monitor = self._monitor = self._start_monitor(runs)
+        if monitor is not None:
+            subscribers.append(lambda batch: monitor.tell(Batch(batch)))
         event_log = self._event_log = EventLogActor.start(
             store,
             supervisor=supervise,
-            subscribers=[lambda batch: projector.tell(Committed(batch))],
+            subscribers=subscribers,
             on_fatal=self._on_fatal,
+            on_commit=self.telemetry.observe_commit,
         )
         startup = [
             NewEvent(
@@ -156,11 +175,46 @@ class Service:
             connection_threads=cfg.connection_threads,
             fault_injection=cfg.fault_injection,
             is_fatal=self.fatal.is_set,
+            telemetry=self.telemetry,
+            health_interval_s=cfg.monitor.health_interval_s,
+            performance_interval_s=cfg.monitor.performance_interval_s,
         )
         self.port = self._transport.proxy().port.get()
+        if monitor is not None:
+            transport = self._transport.proxy()
+            core: dict[str, pykka.ActorRef[Any]] = {
+                "event_log": event_log,
+                "scheduler": self._scheduler,
+                "projector": projector,
+                "transport": self._transport,
+            }
+            monitor.tell(
+                Attach(
+                    core=core,
+                    event_log=event_log,
+                    connections=transport.connection_count_fn().get(),
+                    deliver=transport.monitor_sink().get(),
+                    is_fatal=self.fatal.is_set,
+                )
+            )
         # Workflows that report over HTTP or WebSocket learn where from their environment.
         self._scheduler.tell(Listening(host=cfg.host, port=self.port))
         log.info("adwd listening on ws://%s:%d/ws/trigger (data in %s)", cfg.host, self.port, data)
+
+    def _start_monitor(self, runs: RunsProjection) -> pykka.ActorRef[MonitorActor] | None:
+        """The MonitorActor, seeded with the runs the log holds (None: monitoring off)."""
+        settings = self.config.monitor
+        if not settings.enabled:
+            return None
+        ref: pykka.ActorRef[MonitorActor] = MonitorActor.start(
+            supervisor=self._on_core_failure,
+            settings=settings,
+            telemetry=self.telemetry,
+            data_dir=self.config.data_path,
+            queued=[(view.key, view.queued_ts) for view in runs.waiting()],
+            running=[view.key for view in runs.in_flight()],
+        )
+        return ref
 
     def stop(self, reason: str = "shutdown", *, fatal: bool = False) -> None:
         """Stop accepting, end running workflows, flush the log, close sockets with 1001.
@@ -172,6 +226,9 @@ class Service:
         why a service stops early): stopping never leaves threads behind.
         """
         alive = contextlib.suppress(pykka.ActorDeadError)
+        if self._monitor is not None:
+            self._monitor.stop()  # first: no alerts about the service stopping itself
+            self._monitor = None
         if self._transport is not None:
             with alive:
                 transport = self._transport.proxy()

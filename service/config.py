@@ -17,6 +17,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from adwd.actors.catalogue import DEFAULT_WORKFLOW_TYPES, WorkflowSpec, check_template
+from adwd.actors.health import MonitorSettings
 from adwd.events.errors import ConfigError
 from adwd.service.logs import LogFormat
 
@@ -45,6 +46,7 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # raise, to test supervision. Never turn it on in production.
     fault_injection: bool = False
     workflows: dict[str, WorkflowSpec] = {}
+    monitor: MonitorSettings = MonitorSettings()  # [monitor]: sampling, health rules, alerts
 
     def __post_init__(self) -> None:
         for name, spec in self.catalogue.items():

@@ -10,6 +10,7 @@ answered by ``http_api`` (this actor supplies the read endpoints' answers).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import secrets
@@ -29,7 +30,9 @@ from adwd.actors.base import Actor
 from adwd.actors.connection import ConnectionActor
 from adwd.actors.dispatch import Dispatcher
 from adwd.actors.messages import Inbound, RouteOutcome
+from adwd.actors.monitor import Report
 from adwd.actors.router import Router
+from adwd.actors.telemetry import CONTENT_TYPE, Telemetry
 from adwd.events.codec import encode
 from adwd.events.errors import AdwdError, CloseCode, ErrorCode
 from adwd.events.store import StoredEvent
@@ -37,6 +40,7 @@ from adwd.events.wire import Error, ErrorData, SubscribeData
 from adwd.transport.catchup import Readers, catch_up
 from adwd.transport.deflate import DEFAULT_MIN_SIZE, server_extensions
 from adwd.transport.http_api import Backend, HttpAwareConnection, Reply, Unavailable, error
+from adwd.transport.monitoring import Followers, interval_params
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,9 @@ class TransportActor(Actor):
         connection_threads: int = 2,
         fault_injection: bool = False,
         is_fatal: Callable[[], bool] = lambda: False,
+        telemetry: Telemetry | None = None,
+        health_interval_s: float = 0.0,
+        performance_interval_s: float = 0.0,
     ) -> None:
         super().__init__()
         self._host = host
@@ -87,6 +94,16 @@ class TransportActor(Actor):
         self._tasks: set[asyncio.Task[None]] = set()
         self._workflow_types = workflow_types
         self._router = Router(max_outbound_bytes)
+        # Monitoring (issue 12): health_status / performance_metrics followers, /metrics.
+        self._telemetry = telemetry
+        if telemetry is not None:
+            telemetry.count_sent(lambda: self._router.sent)
+            telemetry.count_connections(self._router.__len__)
+        self._followers = Followers(
+            self._router.send_each,
+            health_s=health_interval_s,
+            performance_s=performance_interval_s,
+        )
         self._loop = asyncio.new_event_loop()
         self._server: Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="adwd-loop")
@@ -189,16 +206,9 @@ class TransportActor(Actor):
             status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
             return Reply(status, {"status": "ok" if ok else "unavailable", "checks": checks})
         if path == "/health":
-            ready = all(self.readiness().values())
-            return Reply(
-                HTTPStatus.OK,
-                {
-                    "status": "healthy" if ready else "unhealthy",
-                    "active_connections": len(self._router),
-                    "uptime": round(time.monotonic() - self._started_at, 3),
-                    **await ask(lambda p: p.health()),
-                },
-            )
+            return Reply(HTTPStatus.OK, {**self._health(), **await ask(lambda p: p.health())})
+        if path == "/metrics" and self._telemetry is not None:
+            return Reply(HTTPStatus.OK, self._telemetry.render(), (("Content-Type", CONTENT_TYPE),))
         if path == "/api/runs":
             return Reply(HTTPStatus.OK, await ask(lambda p: p.overview()))
         if path.startswith("/api/adws/"):
@@ -215,8 +225,32 @@ class TransportActor(Actor):
             HTTPStatus.NOT_FOUND,
             ErrorCode.NOT_FOUND,
             f"Nothing at {path}. Open a WebSocket to /ws/trigger, or GET /health, /livez, "
-            "/readyz, /api/runs or /api/adws/<adw_id>.",
+            "/readyz, /metrics, /api/runs or /api/adws/<adw_id>.",
         )
+
+    def _health(self) -> dict[str, Any]:
+        """/health: the monitor's status by its rules (docs/operations.md), unhealthy
+        at once while the service is not ready, and the firing alerts."""
+        report = self._followers.report
+        status = report.health.status if report is not None else "healthy"
+        if not all(self.readiness().values()):
+            status = "unhealthy"
+        return {
+            "status": status,
+            "active_connections": len(self._router),
+            "uptime": round(time.monotonic() - self._started_at, 3),
+            "alerts": report.firing if report is not None else [],
+        }
+
+    def monitor_sink(self) -> Callable[[Report], None]:
+        """What the MonitorActor calls with each report (its thread): hands it to the loop."""
+        loop, followers = self._loop, self._followers
+
+        def deliver(report: Report) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: stopping
+                loop.call_soon_threadsafe(followers.update, report)
+
+        return deliver
 
     def fail_all(self, reason: str) -> None:
         """The service stops because it failed: tell every client why, close with 1011."""
@@ -230,6 +264,11 @@ class TransportActor(Actor):
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._router.send_all, frame)
         self._shut_down(CloseCode.INTERNAL_ERROR, "service failed; reconnect shortly")
+
+    def connection_count_fn(self) -> Callable[[], int]:
+        """How the monitor and /metrics count connections from any thread (a dict's
+        length: one atomic read under the GIL)."""
+        return self._router.__len__
 
     def connection_count(self) -> int:
         """Connections the router delivers to now."""
@@ -249,6 +288,7 @@ class TransportActor(Actor):
         connection_id = secrets.token_hex(6)
         since, epoch = _resume_params(ws.request.path if ws.request else "")
         self._router.add(connection_id, ws)  # paused until its catch-up is done
+        self._followers.add(connection_id, *interval_params(ws.request.path if ws.request else ""))
         outbox = _LoopOutbox(self, connection_id)
         assert self._dispatcher is not None
         # The connection's own actor: its frames, in order, and its principal.
@@ -264,6 +304,7 @@ class TransportActor(Actor):
             transport=self.actor_ref,
             workflow_types=self._workflow_types,
             fault_injection=self._fault_injection,
+            telemetry=self._telemetry,
         )
         try:
             # Commands wait until the connection is up to date: a run it triggers
@@ -294,6 +335,7 @@ class TransportActor(Actor):
                 await ws.close(CloseCode.INTERNAL_ERROR, "internal error; reconnect and resume")
         finally:
             self._router.remove(connection_id)
+            self._followers.remove(connection_id)
             actor.stop(block=False)  # after the frames already in its mailbox
 
     # -- shutdown, called from the service's thread through the proxy ------
@@ -365,6 +407,7 @@ class _LoopOutbox:
         self._t._loop.call_soon_threadsafe(self._t._router.resume, self._cid, upto)
 
     def _start(self, want: SubscribeData, explicit: bool, request_id: str | None) -> None:
+        self._t._followers.choose(self._cid, want.health_interval_s, want.performance_interval_s)
         previous = self._last
 
         async def run() -> None:

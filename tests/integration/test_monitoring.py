@@ -1,0 +1,144 @@
+"""Monitoring against the real server: health by the rules, alerts once, /metrics, followers."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from adwd.actors.catalogue import WorkflowSpec
+from adwd.actors.health import MonitorSettings, RuleSettings
+from adwd.events.domain import AlertFired, AlertResolved
+from tests.integration.conftest import TIMEOUT, Running
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=TIMEOUT) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def _health(port: int) -> dict[str, Any]:
+    status, body = _get(port, "/health")
+    assert status == 200
+    result: dict[str, Any] = json.loads(body)
+    return result
+
+
+def _status(want: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda m: m["type"] == "health_status" and m["data"]["status"] == want
+
+
+def test_health_turns_degraded_and_back_with_one_alert_fired_and_one_resolved(
+    start_service: Callable[..., Running],
+) -> None:
+    # The connections rule set low: a second connection degrades the service.
+    rule = RuleSettings(raise_at=2, clear_at=2, for_s=0.3, keep_firing_for_s=0.3)
+    monitor = MonitorSettings(interval_s=0.05, health_interval_s=60, rules={"connections": rule})
+    server = start_service(monitor=monitor)
+    port = server.service.port
+    watcher = server.client()
+    first = watcher.wait_for(lambda m: m["type"] == "health_status")  # due at once, then 60 s
+    assert first["data"]["status"] == "healthy"
+    assert first["data"]["active_connections"] == 1
+    assert _health(port)["status"] == "healthy"
+
+    other = server.client()
+    fired = watcher.wait_for(lambda m: m["type"] == "alert")
+    assert fired["data"]["state"] == "firing"
+    assert fired["data"]["component"] == "transport"
+    assert fired["data"]["actions_required"]
+    degraded = watcher.wait_for(_status("degraded"))  # at once: the status changed
+    assert degraded["data"]["active_connections"] == 2
+    health = _health(port)
+    assert health["status"] == "degraded"
+    assert [a["rule"] for a in health["alerts"]] == ["connections"]
+
+    other.close()
+    resolved = watcher.wait_for(lambda m: m["type"] == "alert")
+    assert resolved["data"]["state"] == "resolved"
+    assert resolved["data"]["alert_id"] == fired["data"]["alert_id"]
+    watcher.wait_for(_status("healthy"))
+    assert _health(port)["status"] == "healthy"
+
+    # Sent once each, however many samples saw the condition: in the log and on the wire.
+    events = [s.event for s in server.events()]
+    assert [type(e) for e in events if isinstance(e, AlertFired | AlertResolved)] == [
+        AlertFired,
+        AlertResolved,
+    ]
+    watcher.send({"type": "ping"})
+    watcher.wait_for(lambda m: m["type"] == "pong")
+    assert [m["data"]["state"] for m in watcher.seen if m["type"] == "alert"] == [
+        "firing",
+        "resolved",
+    ]
+
+
+def test_performance_metrics_to_the_clients_that_ask(start_service: Callable[..., Running]) -> None:
+    server = start_service(monitor=MonitorSettings(interval_s=0.05, health_interval_s=0))
+    asks = server.client("/ws/trigger?performance=0.05")
+    quiet = server.client()
+    perf = asks.wait_for(lambda m: m["type"] == "performance_metrics")
+    assert perf["data"]["cpu_usage"] >= 0
+    assert perf["data"]["memory_usage"] > 0
+    assert perf["data"]["disk_io"]["event_log_bytes"] > 0
+    # A subscribe changes the choice: health every sample, performance off.
+    asks.send(
+        {"type": "subscribe", "data": {"health_interval_s": 0.05, "performance_interval_s": 0}}
+    )
+    asks.wait_for(lambda m: m["type"] == "subscribed")
+    asks.wait_for(lambda m: m["type"] == "health_status")
+    quiet.send({"type": "ping"})
+    quiet.wait_for(lambda m: m["type"] == "pong")
+    assert not [m for m in quiet.seen if m["type"] in ("health_status", "performance_metrics")]
+
+
+def test_metrics_count_the_runs_this_test_made(
+    start_service: Callable[..., Running], tmp_path: Path
+) -> None:
+    failing = WorkflowSpec(argv=("{python}", "-c", "raise SystemExit(3)"))
+    server = start_service(
+        monitor=MonitorSettings(interval_s=0.05), workflows={"adw_fail": failing}
+    )
+    client = server.client()
+    for workflow_type in ("adw_plan_iso", "adw_plan_iso", "adw_fail"):
+        adw_id = client.trigger(workflow_type, issue_number=1)["data"]["adw_id"]
+        client.wait_terminal(adw_id)
+    status, text = _get(server.service.port, "/metrics")
+    assert status == 200
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("adwd_runs_started_total", (("workflow_type", "adw_plan_iso"),))] == 2
+    assert samples[("adwd_runs_started_total", (("workflow_type", "adw_fail"),))] == 1
+    finished = (("outcome", "completed"), ("workflow_type", "adw_plan_iso"))
+    assert samples[("adwd_runs_finished_total", finished)] == 2
+    failed = (("outcome", "failed"), ("workflow_type", "adw_fail"))
+    assert samples[("adwd_runs_finished_total", failed)] == 1
+    assert samples[("adwd_run_duration_seconds_count", (("workflow_type", "adw_plan_iso"),))] == 2
+    assert samples[("adwd_messages_received_total", (("type", "trigger_workflow"),))] == 3
+    assert samples[("adwd_messages_sent_total", (("type", "trigger_response"),))] == 3
+    assert samples[("adwd_connections", ())] == 1
+    assert samples[("adwd_event_log_commit_duration_seconds_count", ())] >= 1
+    assert samples[("adwd_build_info", (("version", __import__("adwd").__version__),))] == 1
+    # No label names a run, a connection or a user.
+    for name, labels in samples:
+        assert {k for k, _ in labels} <= {
+            "type",
+            "workflow_type",
+            "outcome",
+            "rule",
+            "status",
+            "le",
+            "version",
+        }, name
