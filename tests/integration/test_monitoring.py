@@ -142,3 +142,32 @@ def test_metrics_count_the_runs_this_test_made(
             "le",
             "version",
         }, name
+
+
+def test_the_http_endpoints_answer_beside_websocket_traffic(
+    start_service: Callable[..., Running], tmp_path: Path
+) -> None:
+    release = tmp_path / "go"
+    spec = WorkflowSpec(env={"ADW_RELEASE_FILE": str(release)})
+    server = start_service(monitor=MonitorSettings(interval_s=0.05), workflows={"adw_sleep": spec})
+    port = server.service.port
+    client = server.client("/ws/trigger?health=0.05")
+    adw_id = client.trigger("adw_sleep")["data"]["adw_id"]
+    client.wait_for(lambda m: m["type"] == "status_update" and m["data"]["status"] == "started")
+    for _ in range(2):  # the second is from a sample after the monitor folded the start
+        client.wait_for(lambda m: m["type"] == "health_status")
+    assert _get(port, "/livez") == (200, '{"status":"ok","checks":{"process":true}}')
+    status, ready = _get(port, "/readyz")
+    assert status == 200
+    assert json.loads(ready)["checks"]["event_log"] is True
+    health = _health(port)
+    assert (health["status"], health["active_connections"], health["alerts"]) == ("healthy", 1, [])
+    status, text = _get(port, "/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["adwd_runs_running"].samples[0].value == 1
+    assert families["adwd_queue_length"].samples[0].value == 0
+    assert "adwd_process_resident_memory_bytes" in families
+    client.send({"type": "ping"})
+    client.wait_for(lambda m: m["type"] == "pong")  # the WebSocket carried on meanwhile
+    release.touch()
+    assert client.wait_terminal(adw_id)["data"]["status"] == "completed"
