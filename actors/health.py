@@ -69,6 +69,12 @@ class MonitorSettings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     health_interval_s: Annotated[float, Meta(ge=0, le=86400)] = 30.0
     # And performance_metrics this often (0: only connections that ask for them).
     performance_interval_s: Annotated[float, Meta(ge=0, le=86400)] = 0.0
+    # And connection_quality, each connection its own (0: only connections that ask).
+    quality_interval_s: Annotated[float, Meta(ge=0, le=86400)] = 60.0
+    # WebSocket keepalive: a ping every ping_interval_s; no pong within ping_timeout_s
+    # closes the connection with 1011. The round trips are connection_quality's latency.
+    ping_interval_s: Annotated[float, Meta(ge=0, le=3600)] = 20.0
+    ping_timeout_s: Annotated[float, Meta(ge=0, le=3600)] = 20.0
     failure_window: Annotated[int, Meta(ge=1, le=10000)] = 20  # recent runs for failure_rate
     rules: dict[str, RuleSettings] = {}
 

@@ -129,16 +129,6 @@ class MonitorActor(Actor):
         """Stop the ticker (it only ever tells this actor)."""
         self._halt.set()
 
-    def subscriber(self) -> Callable[[Sequence[StoredEvent]], None]:
-        """What the event log calls after each commit (its thread: only a tell)."""
-        me = self.actor_ref
-
-        def tell(batch: Sequence[StoredEvent]) -> None:
-            with contextlib.suppress(pykka.ActorDeadError):
-                me.tell(Batch(batch))
-
-        return tell
-
     def _tick(self) -> None:  # the ticker's thread: only tells
         while not self._halt.wait(self._settings.interval_s):
             try:

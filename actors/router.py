@@ -76,6 +76,8 @@ class _Conn:
     backlogged: int = 0  # their bytes
     flusher: asyncio.Task[None] | None = None  # writes the backlog; None while it is empty
     high: int = WRITE_HIGH  # the transport's high-water mark: no writes above it
+    bytes_out: int = 0  # written to the transport (connection_quality's bandwidth)
+    frames_out: int = 0
 
 
 class Router:
@@ -155,6 +157,15 @@ class Router:
                 self._queue(conn, frame)
         self._write_out()
 
+    def traffic(self, connection_id: str) -> tuple[int, int, int]:
+        """(bytes written, frames handed over, bytes unsent) of a connection, or zeros."""
+        conn = self._conns.get(connection_id)
+        if conn is None:
+            return 0, 0, 0
+        transport = conn.ws.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return conn.bytes_out, conn.frames_out, buffered + conn.backlogged + conn.buffered
+
     def cursor(self, connection_id: str) -> int:
         """The seq a connection has been brought up to (0 if unknown)."""
         conn = self._conns.get(connection_id)
@@ -176,6 +187,8 @@ class Router:
             for frame in frames:
                 await conn.ws.send(frame, text=True)
                 self._count(frame, 1)
+                conn.bytes_out += len(frame)
+                conn.frames_out += 1
         except ConnectionClosed:
             return False
         return True
@@ -247,6 +260,7 @@ class Router:
                 self._drop_slow(conn, conn.buffered + conn.backlogged, "held back")
 
     def _queue(self, conn: _Conn, frame: bytes) -> None:
+        conn.frames_out += 1
         frames = self._out.get(conn)
         if frames is None:
             self._out[conn] = [frame]
@@ -279,7 +293,9 @@ class Router:
                 try:
                     for frame in frames:
                         ws.protocol.send_text(frame)
-                    transport.write(b"".join(ws.protocol.data_to_send()))
+                    data = b"".join(ws.protocol.data_to_send())
+                    transport.write(data)
+                    conn.bytes_out += len(data)
                 except Exception as exc:  # a transport failing mid-write: the peer is gone
                     self._write_failed(conn, exc)
                 continue
@@ -301,7 +317,9 @@ class Router:
         try:
             for frame in frames:
                 ws.protocol.send_text(frame)
-            ws.transport.write(b"".join(ws.protocol.data_to_send()))
+            data = b"".join(ws.protocol.data_to_send())
+            ws.transport.write(data)
+            conn.bytes_out += len(data)
         except Exception as exc:  # a transport failing mid-write: the peer is gone
             self._write_failed(conn, exc)
 
@@ -331,6 +349,7 @@ class Router:
                     data.append(part)
                     size += len(part)
             ws.transport.write(b"".join(data))
+            conn.bytes_out += size
         except Exception as exc:  # a transport failing mid-write: the peer is gone
             _discard(conn)
             self._write_failed(conn, exc)

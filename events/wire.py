@@ -110,10 +110,11 @@ class SubscribeData(_Data, frozen=True):
     since: Annotated[int, Meta(ge=0)] | None = None
     epoch: Annotated[str, Meta(max_length=64)] | None = None
     adw_ids: list[AdwId] | None = None
-    # Monitoring (issue 12): how often to get health_status and performance_metrics,
-    # in seconds; 0 turns one off; absent keeps the connection's current choice.
+    # Monitoring (issue 12): how often to get health_status, performance_metrics and
+    # connection_quality, in seconds; 0 turns one off; absent keeps the connection's current choice.
     health_interval_s: Annotated[float, Meta(ge=0, le=86400)] | None = None
     performance_interval_s: Annotated[float, Meta(ge=0, le=86400)] | None = None
+    quality_interval_s: Annotated[float, Meta(ge=0, le=86400)] | None = None
 
 
 class Ping(_Message, tag="ping", frozen=True):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import pykka
@@ -19,7 +21,7 @@ from adwd.actors.scheduler import SchedulerActor
 from adwd.actors.telemetry import Telemetry
 from adwd.actors.workflow import WorkflowActor
 from adwd.events.domain import SYSTEM_STREAM, ActorFailed, ServiceStarted, ServiceStopped
-from adwd.events.store import EventStore, NewEvent
+from adwd.events.store import EventStore, NewEvent, StoredEvent
 from adwd.projections.runs import RunsProjection
 from adwd.projections.views import ViewStore, catch_up
 from adwd.service.config import Config
@@ -53,6 +55,12 @@ def _restore_switch_interval() -> None:
         _switch["running"] -= 1
         if _switch["running"] == 0:  # the last service of this process stopped
             sys.setswitchinterval(_switch["original"])
+
+
+def _tell_monitor(monitor: pykka.ActorRef[MonitorActor], batch: Sequence[StoredEvent]) -> None:
+    """The event log's subscriber for the monitor (which stops first at shutdown)."""
+    with contextlib.suppress(pykka.ActorDeadError):
+        monitor.tell(Batch(batch))
 
 
 def _version() -> str:
@@ -123,7 +131,7 @@ class Service:
         # Monitoring (issue 12): started before the log so it folds every committed event.
         monitor = self._monitor = self._start_monitor(runs)
         if monitor is not None:
-            subscribers.append(lambda batch: monitor.tell(Batch(batch)))
+            subscribers.append(functools.partial(_tell_monitor, monitor))
         event_log = self._event_log = EventLogActor.start(
             store,
             supervisor=supervise,
@@ -178,6 +186,9 @@ class Service:
             telemetry=self.telemetry,
             health_interval_s=cfg.monitor.health_interval_s,
             performance_interval_s=cfg.monitor.performance_interval_s,
+            quality_interval_s=cfg.monitor.quality_interval_s,
+            ping_interval_s=cfg.monitor.ping_interval_s,
+            ping_timeout_s=cfg.monitor.ping_timeout_s,
         )
         self.port = self._transport.proxy().port.get()
         if monitor is not None:

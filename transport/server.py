@@ -75,6 +75,9 @@ class TransportActor(Actor):
         telemetry: Telemetry | None = None,
         health_interval_s: float = 0.0,
         performance_interval_s: float = 0.0,
+        quality_interval_s: float = 0.0,
+        ping_interval_s: float = 20.0,
+        ping_timeout_s: float = 20.0,
     ) -> None:
         super().__init__()
         self._host = host
@@ -99,10 +102,14 @@ class TransportActor(Actor):
         if telemetry is not None:
             telemetry.count_sent(lambda: self._router.sent)
             telemetry.count_connections(self._router.__len__)
+        self._ping_interval_s, self._ping_timeout_s = ping_interval_s, ping_timeout_s
         self._followers = Followers(
-            self._router.send_each,
+            self._router,
             health_s=health_interval_s,
             performance_s=performance_interval_s,
+            quality_s=quality_interval_s,
+            ping_timeout_s=ping_timeout_s,
+            max_outbound_bytes=max_outbound_bytes,
         )
         self._loop = asyncio.new_event_loop()
         self._server: Server | None = None
@@ -136,9 +143,10 @@ class TransportActor(Actor):
             self._handle,
             self._host,
             self._port,
-            # Keepalive pings find dead peers; they close with 1011, never 1000.
-            ping_interval=20,
-            ping_timeout=20,
+            # Keepalive pings find dead peers; they close with 1011, never 1000. Their
+            # round trips are connection_quality's latency (transport/monitoring.py).
+            ping_interval=self._ping_interval_s or None,
+            ping_timeout=self._ping_timeout_s or None,
             max_size=1024 * 1024,
             compression=None,  # permessage-deflate comes from self._extensions
             extensions=self._extensions,
@@ -288,7 +296,9 @@ class TransportActor(Actor):
         connection_id = secrets.token_hex(6)
         since, epoch = _resume_params(ws.request.path if ws.request else "")
         self._router.add(connection_id, ws)  # paused until its catch-up is done
-        self._followers.add(connection_id, *interval_params(ws.request.path if ws.request else ""))
+        self._followers.add(
+            connection_id, ws, interval_params(ws.request.path if ws.request else "")
+        )
         outbox = _LoopOutbox(self, connection_id)
         assert self._dispatcher is not None
         # The connection's own actor: its frames, in order, and its principal.
@@ -322,6 +332,7 @@ class TransportActor(Actor):
                 paused = b"subscribe" in frame if isinstance(frame, bytes) else "subscribe" in frame
                 if paused:
                     self._router.pause(connection_id)
+                self._followers.received(connection_id, len(frame))
                 actor.tell(Inbound(connection_id, frame, paused))
         except ConnectionClosed:
             pass
@@ -407,7 +418,8 @@ class _LoopOutbox:
         self._t._loop.call_soon_threadsafe(self._t._router.resume, self._cid, upto)
 
     def _start(self, want: SubscribeData, explicit: bool, request_id: str | None) -> None:
-        self._t._followers.choose(self._cid, want.health_interval_s, want.performance_interval_s)
+        chosen = (want.health_interval_s, want.performance_interval_s, want.quality_interval_s)
+        self._t._followers.choose(self._cid, chosen)
         previous = self._last
 
         async def run() -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
+import struct
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -171,3 +175,95 @@ def test_the_http_endpoints_answer_beside_websocket_traffic(
     client.wait_for(lambda m: m["type"] == "pong")  # the WebSocket carried on meanwhile
     release.touch()
     assert client.wait_terminal(adw_id)["data"]["status"] == "completed"
+
+
+class _Deaf:
+    """A WebSocket client that reads the server's frames and never answers a ping."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            self.buf += self._read()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def _read(self) -> bytes:
+        data = self.sock.recv(65536)
+        assert data, "the server closed the TCP connection without a close frame"
+        return data
+
+    def _need(self, n: int) -> None:
+        while len(self.buf) < n:
+            self.buf += self._read()
+
+    def frame(self) -> tuple[int, bytes]:
+        """The next frame's opcode and payload (server frames are never masked)."""
+        self._need(2)
+        opcode, length = self.buf[0] & 0x0F, self.buf[1] & 0x7F
+        offset = 2
+        if length == 126:
+            self._need(4)
+            length, offset = struct.unpack("!H", self.buf[2:4])[0], 4
+        elif length == 127:
+            self._need(10)
+            length, offset = struct.unpack("!Q", self.buf[2:10])[0], 10
+        self._need(offset + length)
+        payload = self.buf[offset : offset + length]
+        self.buf = self.buf[offset + length :]
+        return opcode, payload
+
+
+def test_a_client_that_stops_answering_pings_loses_quality_and_is_dropped_with_1011(
+    start_service: Callable[..., Running],
+) -> None:
+    monitor = MonitorSettings(
+        interval_s=0.05, health_interval_s=0, ping_interval_s=0.2, ping_timeout_s=1.5
+    )
+    server = start_service(monitor=monitor)
+    deaf = _Deaf(server.service.port, "/ws/trigger?quality=0.05")
+    scores: list[float] = []
+    suggestions: list[str] = []
+    pings = 0
+    while True:
+        try:
+            opcode, payload = deaf.frame()
+        except BaseException:
+            deaf.sock.close()
+            raise
+        if opcode == 0x9:
+            pings += 1  # not answered
+        elif opcode == 0x1:
+            message = json.loads(payload)
+            if message["type"] == "connection_quality":
+                scores.append(message["data"]["reliability_score"])
+                suggestions += message["data"]["suggestions"]
+        elif opcode == 0x8:
+            code = struct.unpack("!H", payload[:2])[0]
+            deaf.sock.close()
+            break
+    assert code == 1011
+    assert pings == 1  # the one ping it never answered: dropped after the timeout
+    assert scores[0] == 1.0  # before the ping
+    assert min(scores) < 0.5  # falling while the pong is overdue
+    assert scores == sorted(scores, reverse=True)
+    assert any("Answer WebSocket pings" in s for s in suggestions)
+
+
+def test_a_client_that_answers_pings_keeps_its_quality(
+    start_service: Callable[..., Running],
+) -> None:
+    monitor = MonitorSettings(interval_s=0.05, ping_interval_s=0.1, ping_timeout_s=1.0)
+    server = start_service(monitor=monitor)
+    client = server.client("/ws/trigger?quality=0.3&health=0")
+    for _ in range(5):  # 1.5 s: past the timeout the deaf client was dropped after
+        quality = client.wait_for(lambda m: m["type"] == "connection_quality")
+    assert quality["data"]["reliability_score"] > 0.8
+    assert 0 < quality["data"]["latency"] < 500
+    assert quality["data"]["bandwidth"] > 0
