@@ -119,7 +119,7 @@ DEFAULT_RULES: dict[str, AlertRule] = {
             raise_at=900,
             clear_at=300,
             keep_firing_for_s=60,
-            message="The oldest queued run has waited {value:.0f} s",
+            message="The oldest queued run has waited {value:.1f} s",
             actions_required=("Raise max_concurrent", "Cancel runs nobody waits for"),
         ),
         AlertRule(

@@ -173,7 +173,7 @@ def follow_events(
             sleep(poll_s)
 
 
-def describe(event: ev.DomainEvent) -> str:
+def describe(event: ev.DomainEvent) -> str:  # noqa: PLR0912 (one case per event type)
     """One line saying what an event means, for a person."""
     match event:
         case ev.ServiceStarted():
@@ -204,6 +204,13 @@ def describe(event: ev.DomainEvent) -> str:
             return f"{event.severity} {event.category} error: {event.description}"
         case ev.OrphanStopped():
             return f"{event.workflow_type}: leftover pid {event.pid} stopped with {event.signal}"
+        case ev.AlertFired():  # monitoring (issue 12): the value that fired it
+            return (
+                f"alert {event.alert_id} fired ({event.level}, {event.component}): "
+                f"{event.message} [{event.rule} = {event.value}, threshold {event.threshold}]"
+            )
+        case ev.AlertResolved():
+            return f"alert {event.alert_id} resolved after {format_duration(event.firing_s)}"
     return type(event).__name__
 
 

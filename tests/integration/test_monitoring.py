@@ -267,3 +267,32 @@ def test_a_client_that_answers_pings_keeps_its_quality(
     assert quality["data"]["reliability_score"] > 0.8
     assert 0 < quality["data"]["latency"] < 500
     assert quality["data"]["bandwidth"] > 0
+
+
+def test_a_queue_that_waits_too_long_degrades_health_until_it_moves(
+    start_service: Callable[..., Running], tmp_path: Path
+) -> None:
+    release = tmp_path / "go"
+    spec = WorkflowSpec(env={"ADW_RELEASE_FILE": str(release)})
+    rule = RuleSettings(raise_at=0.3, clear_at=0.1, keep_firing_for_s=0)
+    server = start_service(
+        max_concurrent=1,
+        workflows={"adw_sleep": spec},
+        monitor=MonitorSettings(interval_s=0.05, rules={"queue_age_s": rule}),
+    )
+    client = server.client()
+    first = client.trigger("adw_sleep")["data"]["adw_id"]
+    client.wait_for(lambda m: m["type"] == "status_update" and m["data"]["status"] == "started")
+    client.trigger("adw_sleep")  # waits behind the first
+    fired = client.wait_for(lambda m: m["type"] == "alert")
+    assert (fired["data"]["component"], fired["data"]["state"]) == ("scheduler", "firing")
+    assert "waited" in fired["data"]["message"]
+    assert _health(server.service.port)["status"] == "degraded"
+    release.touch()  # both runs go: the queue empties
+    client.wait_terminal(first)
+    resolved = client.wait_for(lambda m: m["type"] == "alert")
+    assert resolved["data"]["state"] == "resolved"
+    fired_event = next(s.event for s in server.events() if isinstance(s.event, AlertFired))
+    assert fired_event.rule == "queue_age_s"
+    assert fired_event.value is not None
+    assert fired_event.value >= 0.3  # the value that fired it is on record
