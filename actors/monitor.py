@@ -89,6 +89,14 @@ def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 
+def _load() -> float:
+    """The 1-minute load average per CPU (0 where the platform has none)."""
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        return 0.0
+
+
 class MonitorActor(Actor):
     """Samples the service on an interval; alerts and health from the rules."""
 
@@ -142,7 +150,12 @@ class MonitorActor(Actor):
             for stored in message.events:
                 self._count(self._runs.apply(stored))
         elif isinstance(message, Tick) and self._attached is not None:
-            self.sample_now()  # (not before the service is up: nothing to report to)
+            # (Not before the service is up: nothing to report to.) A sample that cannot
+            # read the machine is skipped, never fatal: monitoring must not stop adwd.
+            try:
+                self.sample_now()
+            except (psutil.Error, OSError) as exc:
+                log.warning("monitor sample skipped: %s", exc)
         elif isinstance(message, Attach):
             self._attached = message
         return None
@@ -296,7 +309,7 @@ class MonitorActor(Actor):
             write_bytes=writes,
             net_bytes_sent=sent,
             net_bytes_recv=recv,
-            load=os.getloadavg()[0] / (os.cpu_count() or 1),
+            load=_load(),
             commit_max_s=commit_max,
             commits=commits,
             batch_max=batch_max,

@@ -13,7 +13,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from adwd.events.domain import RunCompleted, RunFailed, RunQueued, RunStarted
+from adwd.events.domain import (
+    AlertFired,
+    AlertResolved,
+    RunCompleted,
+    RunFailed,
+    RunQueued,
+    RunStarted,
+)
 from adwd.events.store import StoredEvent
 
 Outcome = Literal["completed", "failed", "cancelled"]
@@ -80,3 +87,32 @@ class RunHealth:
         if len(self.recent) < MIN_RUNS_FOR_RATE:
             return None
         return sum(self.recent) / len(self.recent)
+
+
+ALERT_TYPES = ("alert_fired", "alert_resolved")  # what unresolved() needs of the log
+
+
+def unresolved(events: Iterable[StoredEvent]) -> list[AlertFired]:
+    """The alerts a log leaves firing (fired, never resolved), oldest first: a service
+    that stopped while they fired. The next start resolves them, so every fire in the
+    log has its resolve and a board never shows an alert nobody will end."""
+    firing: dict[str, AlertFired] = {}
+    for stored in events:
+        e = stored.event
+        if isinstance(e, AlertFired):
+            firing[e.alert_id] = e
+        elif isinstance(e, AlertResolved):
+            firing.pop(e.alert_id, None)
+    return list(firing.values())
+
+
+def resolve_at_start(fired: AlertFired) -> AlertResolved:
+    """The resolve of an alert left firing by the previous run of the service."""
+    return AlertResolved(
+        alert_id=fired.alert_id,
+        rule=fired.rule,
+        component=fired.component,
+        message=f"Resolved: adwd restarted, and its monitor starts over ({fired.message})",
+        value=None,
+        threshold=fired.threshold,
+    )

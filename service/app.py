@@ -22,6 +22,7 @@ from adwd.actors.telemetry import Telemetry
 from adwd.actors.workflow import WorkflowActor
 from adwd.events.domain import SYSTEM_STREAM, ActorFailed, ServiceStarted, ServiceStopped
 from adwd.events.store import EventStore, NewEvent, StoredEvent
+from adwd.projections.health import ALERT_TYPES, resolve_at_start, unresolved
 from adwd.projections.runs import RunsProjection
 from adwd.projections.views import ViewStore, catch_up
 from adwd.service.config import Config
@@ -149,6 +150,9 @@ class Service:
         ]
         # Runs that were in flight when the service last stopped cannot be resumed.
         startup += recover_in_flight(runs.in_flight(), cfg.shutdown_grace_s)
+        # Alerts the last run left firing end here: its monitor's state is gone.
+        left = unresolved(store.read(types=ALERT_TYPES))
+        startup += [NewEvent(SYSTEM_STREAM, resolve_at_start(fired)) for fired in left]
         event_log.tell(Append(startup))
         catalogue = cfg.catalogue
         self._scheduler = SchedulerActor.start(

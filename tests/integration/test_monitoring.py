@@ -296,3 +296,18 @@ def test_a_queue_that_waits_too_long_degrades_health_until_it_moves(
     assert fired_event.rule == "queue_age_s"
     assert fired_event.value is not None
     assert fired_event.value >= 0.3  # the value that fired it is on record
+
+
+def test_an_alert_left_firing_by_a_stop_is_resolved_at_the_next_start(
+    start_service: Callable[..., Running],
+) -> None:
+    rule = RuleSettings(raise_at=1, clear_at=1, for_s=0)
+    monitor = MonitorSettings(interval_s=0.05, rules={"connections": rule})
+    first = start_service(monitor=monitor)
+    client = first.client()
+    fired = client.wait_for(lambda m: m["type"] == "alert")
+    first.service.stop()
+    second = start_service(monitor=MonitorSettings(interval_s=0.05))
+    resolved = [s.event for s in second.events() if isinstance(s.event, AlertResolved)]
+    assert [e.alert_id for e in resolved] == [fired["data"]["alert_id"]]
+    assert "restarted" in resolved[0].message

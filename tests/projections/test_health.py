@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from adwd.events.domain import (
+    AlertFired,
+    AlertResolved,
     DomainEvent,
     RunCompleted,
     RunFailed,
@@ -11,7 +13,7 @@ from adwd.events.domain import (
     event_type,
 )
 from adwd.events.store import StoredEvent
-from adwd.projections.health import Finished, RunHealth
+from adwd.projections.health import Finished, RunHealth, resolve_at_start, unresolved
 
 
 def _stored(seq: int, event: DomainEvent, ts: float) -> StoredEvent:
@@ -45,3 +47,18 @@ def test_queue_age_running_and_failure_rate() -> None:
     for i in range(5):
         apply(RunFailed(adw_id=f"f{i}", workflow_type="t", reason="exit 1"), 120 + i)
     assert runs.failure_rate() == 1.0  # the window holds the last 5; the cancel never counted
+
+
+def test_alerts_left_firing_are_found_and_resolved_at_start() -> None:
+    def fired(alert_id: str) -> AlertFired:
+        return AlertFired(
+            alert_id=alert_id, rule="r", component="c", level="warning", health="degraded",
+            message="m", value=1.0, threshold=1.0,
+        )  # fmt: skip
+
+    resolved = AlertResolved(alert_id="a", rule="r", component="c", message="m", value=0.0,
+                             threshold=1.0)  # fmt: skip
+    log = [_stored(1, fired("a"), 1.0), _stored(2, fired("b"), 2.0), _stored(3, resolved, 3.0)]
+    left = unresolved(log)
+    assert [f.alert_id for f in left] == ["b"]
+    assert resolve_at_start(left[0]).alert_id == "b"
