@@ -88,7 +88,7 @@ class ConnectionActor(DispatchedActor):
         telemetry: Telemetry | None = None,
     ) -> None:
         super().__init__(dispatcher)
-        self._received = telemetry.messages_in if telemetry is not None else None  # /metrics
+        self._received = telemetry.received if telemetry is not None else None  # /metrics
         self._cid = connection_id
         self._outbox = outbox
         self._since, self._epoch = since, epoch
@@ -193,11 +193,11 @@ class ConnectionActor(DispatchedActor):
             msg = decode_client(frame)
         except ProtocolError as problem:
             if self._received is not None:
-                self._received.labels("invalid").inc()
+                self._received("invalid")
             self._on_invalid(frame, problem)
             return False
         if self._received is not None:
-            self._received.labels(str(msg.__struct_config__.tag)).inc()
+            self._received(str(msg.__struct_config__.tag))
         if isinstance(msg, Ping):
             request_id = msg.request_id or ""
             if self._faults and request_id.startswith(FAULT_PREFIX):

@@ -126,6 +126,14 @@ class Telemetry:
             registry=r,
         )
         self.commits = CommitStats()
+        self._received: dict[str, Counter] = {}  # a dict's get and set are atomic (GIL)
+
+    def received(self, kind: str) -> None:
+        """A client message of type ``kind`` arrived (any dispatcher thread)."""
+        child = self._received.get(kind)
+        if child is None:  # labels() takes a lock and builds a key: once per type
+            child = self._received[kind] = self.messages_in.labels(kind)
+        child.inc()
 
     def observe_commit(self, seconds: float, events: int) -> None:
         """The event log committed ``events`` events in ``seconds`` (its own thread)."""
