@@ -166,6 +166,10 @@ class Router:
         buffered = transport.get_write_buffer_size() if transport is not None else 0
         return conn.bytes_out, conn.frames_out, buffered + conn.backlogged + conn.buffered
 
+    def unsent_total(self) -> int:
+        """Bytes waiting for every connection (transport buffers, backlogs, pause buffers)."""
+        return sum(self.traffic(cid)[2] for cid in self._conns)
+
     def cursor(self, connection_id: str) -> int:
         """The seq a connection has been brought up to (0 if unknown)."""
         conn = self._conns.get(connection_id)

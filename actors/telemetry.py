@@ -71,6 +71,11 @@ class Telemetry:
         ProcessCollector(namespace="adwd", registry=r)
         Info("adwd_build", "The running adwd's version.", registry=r).info({"version": version})
         self.connections = Gauge("adwd_connections", "Open WebSocket connections.", registry=r)
+        self.unsent = Gauge(
+            "adwd_connections_unsent_bytes",
+            "Bytes waiting to be sent to clients, all connections together.",
+            registry=r,
+        )
         self.messages_in = Counter(
             "adwd_messages_received",
             "Messages received from clients, by type.",
@@ -147,9 +152,11 @@ class Telemetry:
         the loop, and /metrics is rendered on the loop, so it is read there."""
         self.registry.register(_SentCollector(sent))
 
-    def count_connections(self, count: Callable[[], int]) -> None:
-        """Read the number of connections from ``count`` at each scrape."""
+    def count_connections(self, count: Callable[[], int], unsent: Callable[[], int]) -> None:
+        """Read the number of connections and their unsent bytes at each scrape (on the
+        loop, where /metrics is rendered and the router lives)."""
         self.connections.set_function(count)
+        self.unsent.set_function(unsent)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -101,7 +101,7 @@ class TransportActor(Actor):
         self._telemetry = telemetry
         if telemetry is not None:
             telemetry.count_sent(lambda: self._router.sent)
-            telemetry.count_connections(self._router.__len__)
+            telemetry.count_connections(self._router.__len__, self._router.unsent_total)
         self._ping_interval_s, self._ping_timeout_s = ping_interval_s, ping_timeout_s
         self._followers = Followers(
             self._router,

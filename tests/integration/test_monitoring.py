@@ -133,6 +133,7 @@ def test_metrics_count_the_runs_this_test_made(
     assert samples[("adwd_messages_received_total", (("type", "trigger_workflow"),))] == 3
     assert samples[("adwd_messages_sent_total", (("type", "trigger_response"),))] == 3
     assert samples[("adwd_connections", ())] == 1
+    assert samples[("adwd_connections_unsent_bytes", ())] >= 0
     assert samples[("adwd_event_log_commit_duration_seconds_count", ())] >= 1
     assert samples[("adwd_build_info", (("version", __import__("adwd").__version__),))] == 1
     # No label names a run, a connection or a user.
