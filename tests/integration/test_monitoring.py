@@ -251,7 +251,7 @@ def test_a_client_that_stops_answering_pings_loses_quality_and_is_dropped_with_1
             break
     assert code == 1011
     assert pings == 1  # the one ping it never answered: dropped after the timeout
-    assert scores[0] == 1.0  # before the ping
+    assert scores[0] > 0.9  # before the ping, or just after it
     assert min(scores) < 0.5  # falling while the pong is overdue
     assert scores == sorted(scores, reverse=True)
     assert any("Answer WebSocket pings" in s for s in suggestions)
