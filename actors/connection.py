@@ -41,6 +41,7 @@ from adwd.actors.messages import (
     Reject,
     Trigger,
 )
+from adwd.actors.telemetry import Telemetry
 from adwd.events.codec import decode_client, encode, peek
 from adwd.events.domain import (
     ActorFailed,
@@ -104,8 +105,10 @@ class ConnectionActor(DispatchedActor):
         transport: pykka.ActorRef[pykka.Actor] | None = None,
         workflow_types: frozenset[str],
         fault_injection: bool = False,
+        telemetry: Telemetry | None = None,
     ) -> None:
         super().__init__(dispatcher)
+        self._received = telemetry.received if telemetry is not None else None  # /metrics
         self._cid = connection_id
         self._outbox = outbox
         self._since, self._epoch = since, epoch
@@ -209,8 +212,12 @@ class ConnectionActor(DispatchedActor):
         try:
             msg = decode_client(frame)
         except ProtocolError as problem:
+            if self._received is not None:
+                self._received("invalid")
             self._on_invalid(frame, problem)
             return False
+        if self._received is not None:
+            self._received(str(msg.__struct_config__.tag))
         if isinstance(msg, Ping):
             request_id = msg.request_id or ""
             if self._faults and request_id.startswith(FAULT_PREFIX):
@@ -221,15 +228,8 @@ class ConnectionActor(DispatchedActor):
                 self._on_invalid(frame, self._unknown_workflow(msg.data.workflow_type))
             else:
                 self._scheduler.tell(Trigger(msg.data, self._cid, self._principal, msg.request_id))
-        elif isinstance(msg, CancelWorkflow | TerminateWorkflow):
-            force = isinstance(msg, TerminateWorkflow)
-            cancel = Cancel(msg.data, self._cid, self._principal, send, msg.request_id, force)
-            self._scheduler.tell(cancel)
-        elif isinstance(msg, Recover):
-            recovery = Recovery(msg.data, self._cid, self._principal, send, msg.request_id)
-            self._scheduler.tell(recovery)
-        elif isinstance(msg, CardMoved):
-            self._scheduler.tell(CardMove(msg.data, self._cid, self._principal, msg.request_id))
+        elif isinstance(msg, CancelWorkflow | TerminateWorkflow | Recover | CardMoved):
+            self._scheduler.tell(self._command(msg))
         elif isinstance(msg, Subscribe):
             self._outbox.catch_up(msg.data, explicit=True, request_id=msg.request_id)
             return True
@@ -239,6 +239,15 @@ class ConnectionActor(DispatchedActor):
         elif isinstance(msg, RegisterSession | TicketNotification | ClientWorkflowLog):
             self._on_board(msg)
         return False
+
+    def _command(self, msg: CancelWorkflow | TerminateWorkflow | Recover | CardMoved) -> object:
+        """The scheduler's message for a command about runs."""
+        send, cid, who, rid = self._outbox.send, self._cid, self._principal, msg.request_id
+        if isinstance(msg, Recover):
+            return Recovery(msg.data, cid, who, send, rid)
+        if isinstance(msg, CardMoved):
+            return CardMove(msg.data, cid, who, rid)
+        return Cancel(msg.data, cid, who, send, rid, force=isinstance(msg, TerminateWorkflow))
 
     def _on_board(self, msg: RegisterSession | TicketNotification | ClientWorkflowLog) -> None:
         """The Kanban board's own messages (actors/board.py)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ class EventLogActor(Actor):
         subscribers: Sequence[Subscriber] = (),
         on_fatal: Callable[[BaseException], None] | None = None,
         leading: Sequence[Subscriber] = (),
+        on_commit: Callable[[float, int], None] | None = None,
     ) -> None:
         super().__init__()
         self._store = store
@@ -48,6 +50,7 @@ class EventLogActor(Actor):
         self._pending: list[NewEvent] = []
         self._callbacks: list[Callable[[], None]] = []  # of the appends pending
         self._on_fatal = on_fatal
+        self._on_commit = on_commit  # (seconds, events) of each commit: for monitoring
 
     def on_receive(self, message: object) -> object:
         """Queue appends; commit and publish on Flush."""
@@ -82,6 +85,7 @@ class EventLogActor(Actor):
             return
         batch, self._pending = self._pending, []
         callbacks, self._callbacks = self._callbacks, []
+        started = time.perf_counter()
         try:
             stored = self._store.append(batch)
         except StoreError as exc:
@@ -90,6 +94,8 @@ class EventLogActor(Actor):
             if self._on_fatal is not None:
                 self._on_fatal(exc)
             raise
+        if self._on_commit is not None:
+            self._on_commit(time.perf_counter() - started, len(stored))
         for subscriber in (*self._leading, *self._subscribers):
             try:
                 subscriber(stored)

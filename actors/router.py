@@ -76,6 +76,8 @@ class _Conn:
     backlogged: int = 0  # their bytes
     flusher: asyncio.Task[None] | None = None  # writes the backlog; None while it is empty
     high: int = WRITE_HIGH  # the transport's high-water mark: no writes above it
+    bytes_out: int = 0  # written to the transport (connection_quality's bandwidth)
+    frames_out: int = 0
 
 
 class Router:
@@ -87,6 +89,14 @@ class Router:
         self.slow_disconnects = 0
         self._tasks: set[asyncio.Task[None]] = set()  # closes and flushers under way
         self._out: dict[_Conn, list[bytes]] = {}  # frames to write at the end of this hand-off
+        # Messages handed to connections, by type (/metrics reads it on this loop too):
+        # a plain dict, no lock, and one increment per frame and batch of recipients.
+        self.sent: dict[bytes, int] = {}
+
+    def _count(self, frame: bytes, recipients: int) -> None:
+        # Every frame starts {"type":"<type>" (msgspec writes the tag first).
+        kind = frame[9 : frame.find(b'"', 9)]
+        self.sent[kind] = self.sent.get(kind, 0) + recipients
 
     def add(self, connection_id: str, ws: ServerConnection) -> None:
         """Register a connection, paused until its catch-up is done."""
@@ -147,6 +157,19 @@ class Router:
                 self._queue(conn, frame)
         self._write_out()
 
+    def traffic(self, connection_id: str) -> tuple[int, int, int]:
+        """(bytes written, frames handed over, bytes unsent) of a connection, or zeros."""
+        conn = self._conns.get(connection_id)
+        if conn is None:
+            return 0, 0, 0
+        transport = conn.ws.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return conn.bytes_out, conn.frames_out, buffered + conn.backlogged + conn.buffered
+
+    def unsent_total(self) -> int:
+        """Bytes waiting for every connection (transport buffers, backlogs, pause buffers)."""
+        return sum(self.traffic(cid)[2] for cid in self._conns)
+
     def cursor(self, connection_id: str) -> int:
         """The seq a connection has been brought up to (0 if unknown)."""
         conn = self._conns.get(connection_id)
@@ -167,6 +190,9 @@ class Router:
         try:
             for frame in frames:
                 await conn.ws.send(frame, text=True)
+                self._count(frame, 1)
+                conn.bytes_out += len(frame)
+                conn.frames_out += 1
         except ConnectionClosed:
             return False
         return True
@@ -198,6 +224,7 @@ class Router:
         """Send a frame that is not part of the event stream to every connection."""
         for conn in self._conns.values():
             self._queue(conn, frame)
+        self._count(frame, len(self._conns))
         self._write_out()
 
     def fail(self, connection_id: str, frame: bytes) -> None:
@@ -219,11 +246,13 @@ class Router:
             conn = self._conns.get(connection_id)
             if conn is not None:
                 self._queue(conn, frame)
+                self._count(frame, 1)
         self._write_out()
 
     def _route(
         self, conns: list[_Conn], seq: int, frame: bytes, adw_id: str | None, *, addressed: bool
     ) -> None:
+        self._count(frame, len(conns))
         for conn in conns:
             if conn.buffer is None:
                 self._queue(conn, frame)
@@ -235,6 +264,7 @@ class Router:
                 self._drop_slow(conn, conn.buffered + conn.backlogged, "held back")
 
     def _queue(self, conn: _Conn, frame: bytes) -> None:
+        conn.frames_out += 1
         frames = self._out.get(conn)
         if frames is None:
             self._out[conn] = [frame]
@@ -267,7 +297,9 @@ class Router:
                 try:
                     for frame in frames:
                         ws.protocol.send_text(frame)
-                    transport.write(b"".join(ws.protocol.data_to_send()))
+                    data = b"".join(ws.protocol.data_to_send())
+                    transport.write(data)
+                    conn.bytes_out += len(data)
                 except Exception as exc:  # a transport failing mid-write: the peer is gone
                     self._write_failed(conn, exc)
                 continue
@@ -289,7 +321,9 @@ class Router:
         try:
             for frame in frames:
                 ws.protocol.send_text(frame)
-            ws.transport.write(b"".join(ws.protocol.data_to_send()))
+            data = b"".join(ws.protocol.data_to_send())
+            ws.transport.write(data)
+            conn.bytes_out += len(data)
         except Exception as exc:  # a transport failing mid-write: the peer is gone
             self._write_failed(conn, exc)
 
@@ -319,6 +353,7 @@ class Router:
                     data.append(part)
                     size += len(part)
             ws.transport.write(b"".join(data))
+            conn.bytes_out += size
         except Exception as exc:  # a transport failing mid-write: the peer is gone
             _discard(conn)
             self._write_failed(conn, exc)

@@ -14,6 +14,8 @@ import msgspec
 from adwd.events.codec import encode
 from adwd.events.domain import (
     AgentActivity,
+    AlertFired,
+    AlertResolved,
     CancelRequested,
     ErrorReported,
     RecoveryOffered,
@@ -36,6 +38,8 @@ from adwd.events.wire import (
     AgentOutputChunkData,
     AgentUpdated,
     AgentUpdatedData,
+    Alert,
+    AlertData,
     CancelResponse,
     CancelResponseData,
     ErrorReport,
@@ -169,6 +173,16 @@ def wire_messages(stored: StoredEvent) -> list[Delivery]:
         return [(e.connection_id, None, encode(reply))]
     if isinstance(e, AgentActivity):
         return _agent_message(e, seq)
+    if isinstance(e, ErrorReported | RecoveryOffered):
+        return _failure_messages(e, stored)
+    if isinstance(e, AlertFired | AlertResolved):
+        return [(None, None, encode(Alert(_alert(e, stored.ts), seq=seq)))]  # to everyone
+    return []
+
+
+def _failure_messages(e: ErrorReported | RecoveryOffered, stored: StoredEvent) -> list[Delivery]:
+    """A failure's ``error_report``, or what can be done about it (``recovery_instructions``)."""
+    seq = stored.seq
     if isinstance(e, ErrorReported):
         report = ErrorReportData(
             error_id=e.error_id,
@@ -185,19 +199,17 @@ def wire_messages(stored: StoredEvent) -> list[Delivery]:
             retry_in_s=e.retry_in_s,
         )
         return [(None, e.adw_id or None, encode(ErrorReport(report, seq=seq)))]
-    if isinstance(e, RecoveryOffered):
-        instructions = RecoveryInstructionsData(
-            error_id=e.error_id,
-            steps=e.steps,
-            estimated_time=e.estimated_time,
-            success_probability=e.success_probability,
-            adw_id=e.adw_id,
-            option=e.option,
-            based_on=e.based_on,
-            options=e.options,
-        )
-        return [(None, e.adw_id, encode(RecoveryInstructions(instructions, seq=seq)))]
-    return []
+    instructions = RecoveryInstructionsData(
+        error_id=e.error_id,
+        steps=e.steps,
+        estimated_time=e.estimated_time,
+        success_probability=e.success_probability,
+        adw_id=e.adw_id,
+        option=e.option,
+        based_on=e.based_on,
+        options=e.options,
+    )
+    return [(None, e.adw_id, encode(RecoveryInstructions(instructions, seq=seq)))]
 
 
 # The board's agent stream (issue 14): the event's data is the message's data; the
@@ -256,6 +268,28 @@ def _agent_message(e: AgentActivity, seq: int) -> list[Delivery]:
     except msgspec.ValidationError:
         return []  # a stored payload this version cannot show; the log keeps it
     return [(None, e.adw_id, frame)]
+
+
+def _alert(e: AlertFired | AlertResolved, ts: float) -> AlertData:
+    """An alert's fire or resolve as the ``alert`` message (monitoring, issue 12)."""
+    if isinstance(e, AlertFired):
+        return AlertData(
+            alert_id=e.alert_id,
+            level=e.level,
+            message=e.message,
+            component=e.component,
+            timestamp=_iso(ts),
+            actions_required=e.actions_required,
+        )
+    return AlertData(
+        alert_id=e.alert_id,
+        level="info",
+        message=e.message,
+        component=e.component,
+        timestamp=_iso(ts),
+        actions_required=[],
+        state="resolved",
+    )
 
 
 def _response(e: RunQueued | TriggerDeduplicated | TriggerRejected) -> TriggerResponseData:

@@ -1,7 +1,8 @@
 """``make bench``: run every benchmark and print one table.
 
 ``python -m bench [NAME ...]`` runs only the benchmarks named (latency,
-replay, ping_load, fanout, append, connections, burst, deflate, growth, restart).
+replay, ping_load, fanout, append, connections, burst, deflate, growth, restart,
+monitor_cost).
 ``ADWD_BENCH_QUICK=1`` makes every size small and every benchmark one round:
 the whole suite in a couple of minutes, to check that it works, not to quote.
 """
@@ -21,6 +22,7 @@ from bench import (
     fanout,
     growth,
     latency,
+    monitor_cost,
     ping_load,
     replay,
     restart,
@@ -55,6 +57,7 @@ SUITE: dict[str, tuple[Callable[[], Rows], bool]] = {
     "deflate": (deflate.run, False),
     "growth": (growth.run, False),
     "restart": (restart.run, False),
+    "monitor_cost": (monitor_cost.run, False),
 }
 
 

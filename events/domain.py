@@ -291,6 +291,37 @@ ADW_EVENTS: tuple[type[DomainEvent], ...] = (
     AgentOffsets,
     AdwDeleted,
 )
+# -- monitoring (issue 12): alerts as facts, so ``adwd replay`` shows why one fired
+
+
+class AlertFired(DomainEvent, tag="alert_fired", frozen=True):
+    """A monitoring rule's condition held for its ``for_s``: the alert fires.
+
+    ``value`` is the sampled value that fired it, ``threshold`` the rule's
+    ``raise_at`` (actors/health.py documents each rule).
+    """
+
+    alert_id: str
+    rule: str
+    component: str
+    level: Literal["warning", "error", "critical"]
+    health: Literal["degraded", "unhealthy"]
+    message: str
+    value: float | None
+    threshold: float
+    actions_required: list[str] = []
+
+
+class AlertResolved(DomainEvent, tag="alert_resolved", frozen=True):
+    """A firing alert's condition stayed clear for its ``keep_firing_for_s``."""
+
+    alert_id: str
+    rule: str
+    component: str
+    message: str
+    value: float | None
+    threshold: float  # the rule's clear_at
+    firing_s: float = 0.0  # how long it fired
 
 
 DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
@@ -311,6 +342,8 @@ DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
     ActorFailed,
     RecoveryOffered,
     *ADW_EVENTS,
+    AlertFired,
+    AlertResolved,
 )
 AnyEvent = (
     ServiceStarted
@@ -333,6 +366,8 @@ AnyEvent = (
     | AgentActivity
     | AgentOffsets
     | AdwDeleted
+    | AlertFired
+    | AlertResolved
 )
 TERMINAL_EVENTS = (RunCompleted, RunFailed)
 

@@ -138,6 +138,11 @@ class SubscribeData(_Data, frozen=True):
     since: Annotated[int, Meta(ge=0)] | None = None
     epoch: Annotated[str, Meta(max_length=64)] | None = None
     adw_ids: list[AdwId] | None = None
+    # Monitoring (issue 12): how often to get health_status, performance_metrics and
+    # connection_quality, in seconds; 0 turns one off; absent keeps the connection's current choice.
+    health_interval_s: Annotated[float, Meta(ge=0, le=86400)] | None = None
+    performance_interval_s: Annotated[float, Meta(ge=0, le=86400)] | None = None
+    quality_interval_s: Annotated[float, Meta(ge=0, le=86400)] | None = None
 
 
 class Ping(_Message, tag="ping", frozen=True):
@@ -253,6 +258,7 @@ class ConnectionQualityData(_Data, frozen=True):
     bandwidth: float
     reliability_score: float
     last_measurement: Timestamp
+    suggestions: list[str] = []  # added (issue 12): what would improve this connection
 
 
 class HealthStatusData(_Data, frozen=True):
@@ -393,6 +399,8 @@ class AlertData(_Data, frozen=True):
     component: str
     timestamp: Timestamp
     actions_required: list[str]
+    # Added (issue 12): "resolved" repeats the alert_id of the alert that ended.
+    state: Literal["firing", "resolved"] = "firing"
 
 
 class Subscribed(_Message, tag="subscribed", frozen=True):

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import os
 import sys
 import threading
+from collections.abc import Sequence
+from typing import Any
 
 import pykka
 
 from adwd.actors.eventlog import EventLogActor, Relay
 from adwd.actors.messages import Append, Committed, Listening
+from adwd.actors.monitor import Attach, Batch, MonitorActor
 from adwd.actors.projector import ProjectionActor
 from adwd.actors.scheduler import SchedulerActor
+from adwd.actors.telemetry import Telemetry
 from adwd.actors.workflow import WorkflowActor
 from adwd.events.domain import SYSTEM_STREAM, ActorFailed, ServiceStarted, ServiceStopped
-from adwd.events.store import EventStore, NewEvent
+from adwd.events.store import EventStore, NewEvent, StoredEvent
+from adwd.projections.health import ALERT_TYPES, resolve_at_start, unresolved
+from adwd.projections.runs import RunsProjection
 from adwd.projections.views import ViewStore, catch_up
 from adwd.service.config import Config
 from adwd.service.recovery import recover_in_flight
@@ -52,6 +59,18 @@ def _restore_switch_interval() -> None:
             sys.setswitchinterval(_switch["original"])
 
 
+def _tell_monitor(monitor: pykka.ActorRef[MonitorActor], batch: Sequence[StoredEvent]) -> None:
+    """The event log's subscriber for the monitor (which stops first at shutdown)."""
+    with contextlib.suppress(pykka.ActorDeadError):
+        monitor.tell(Batch(batch))
+
+
+def _version() -> str:
+    from adwd import __version__  # local: the package root is above the layers
+
+    return __version__
+
+
 class Service:
     """The running service: start it, read its port, stop it."""
 
@@ -66,6 +85,9 @@ class Service:
         self._scheduler: pykka.ActorRef[SchedulerActor] | None = None
         self._transport: pykka.ActorRef[TransportActor] | None = None
         self._projector: pykka.ActorRef[ProjectionActor] | None = None
+        self._monitor: pykka.ActorRef[MonitorActor] | None = None
+        # This service's Prometheus metrics (GET /metrics).
+        self.telemetry = Telemetry(version=_version())
         self._switched = False
 
     @property
@@ -107,15 +129,21 @@ class Service:
             epoch=store.epoch,
             queue_status_interval_s=cfg.queue_status_interval_s,
         )
+        subscribers = [lambda batch: projector.tell(Committed(batch))]
+        # Monitoring (issue 12): started before the log so it folds every committed event.
+        monitor = self._monitor = self._start_monitor(runs)
+        if monitor is not None:
+            subscribers.append(functools.partial(_tell_monitor, monitor))
         # The scheduler folds the committed log too (dependencies, recovery): it gets
         # every batch after the catch-up, including those committed before it started.
         to_scheduler = Relay()
         event_log = self._event_log = EventLogActor.start(
             store,
             supervisor=supervise,
-            subscribers=[lambda batch: projector.tell(Committed(batch))],
+            subscribers=subscribers,
             leading=[to_scheduler],
             on_fatal=self._on_fatal,
+            on_commit=self.telemetry.observe_commit,
         )
         startup = [
             NewEvent(
@@ -127,6 +155,9 @@ class Service:
         ]
         # Runs that were in flight when the service last stopped cannot be resumed.
         startup += recover_in_flight(runs.in_flight(), cfg.shutdown_grace_s)
+        # Alerts the last run left firing end here: its monitor's state is gone.
+        left = unresolved(store.read(types=ALERT_TYPES))
+        startup += [NewEvent(SYSTEM_STREAM, resolve_at_start(fired)) for fired in left]
         event_log.tell(Append(startup))
         catalogue = cfg.catalogue
         self._scheduler = SchedulerActor.start(
@@ -165,11 +196,49 @@ class Service:
             connection_threads=cfg.connection_threads,
             fault_injection=cfg.fault_injection,
             is_fatal=self.fatal.is_set,
+            telemetry=self.telemetry,
+            health_interval_s=cfg.monitor.health_interval_s,
+            performance_interval_s=cfg.monitor.performance_interval_s,
+            quality_interval_s=cfg.monitor.quality_interval_s,
+            ping_interval_s=cfg.monitor.ping_interval_s,
+            ping_timeout_s=cfg.monitor.ping_timeout_s,
         )
         self.port = self._transport.proxy().port.get()
+        if monitor is not None:
+            transport = self._transport.proxy()
+            core: dict[str, pykka.ActorRef[Any]] = {
+                "event_log": event_log,
+                "scheduler": self._scheduler,
+                "projector": projector,
+                "transport": self._transport,
+            }
+            monitor.tell(
+                Attach(
+                    core=core,
+                    event_log=event_log,
+                    connections=transport.connection_count_fn().get(),
+                    deliver=transport.monitor_sink().get(),
+                    is_fatal=self.fatal.is_set,
+                )
+            )
         # Workflows that report over HTTP or WebSocket learn where from their environment.
         self._scheduler.tell(Listening(host=cfg.host, port=self.port))
         log.info("adwd listening on ws://%s:%d/ws/trigger (data in %s)", cfg.host, self.port, data)
+
+    def _start_monitor(self, runs: RunsProjection) -> pykka.ActorRef[MonitorActor] | None:
+        """The MonitorActor, seeded with the runs the log holds (None: monitoring off)."""
+        settings = self.config.monitor
+        if not settings.enabled:
+            return None
+        ref: pykka.ActorRef[MonitorActor] = MonitorActor.start(
+            supervisor=self._on_core_failure,
+            settings=settings,
+            telemetry=self.telemetry,
+            data_dir=self.config.data_path,
+            queued=[(view.key, view.queued_ts) for view in runs.waiting()],
+            running=[view.key for view in runs.in_flight()],
+        )
+        return ref
 
     def stop(self, reason: str = "shutdown", *, fatal: bool = False) -> None:
         """Stop accepting, end running workflows, flush the log, close sockets with 1001.
@@ -181,6 +250,9 @@ class Service:
         why a service stops early): stopping never leaves threads behind.
         """
         alive = contextlib.suppress(pykka.ActorDeadError)
+        if self._monitor is not None:
+            self._monitor.stop()  # first: no alerts about the service stopping itself
+            self._monitor = None
         if self._transport is not None:
             with alive:
                 transport = self._transport.proxy()

@@ -17,6 +17,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from adwd.actors.catalogue import DEFAULT_CATALOGUE, RetryPolicy, WorkflowSpec, check_template
+from adwd.actors.health import MonitorSettings
 from adwd.events.errors import ConfigError
 from adwd.service.logs import LogFormat
 
@@ -57,6 +58,7 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # Drag-and-drop triggers: a card moved to a stage starts this workflow type.
     stage_triggers: dict[str, str] = msgspec.field(default_factory=lambda: dict(STAGE_TRIGGERS))
     workflows: dict[str, WorkflowSpec] = {}
+    monitor: MonitorSettings = MonitorSettings()  # [monitor]: sampling, health rules, alerts
 
     def __post_init__(self) -> None:
         for name, spec in self.catalogue.items():

@@ -220,6 +220,13 @@ def describe(event: ev.DomainEvent) -> str:  # noqa: PLR0912 (one case per event
             )
         case ev.OrphanStopped():
             return f"{event.workflow_type}: leftover pid {event.pid} stopped with {event.signal}"
+        case ev.AlertFired():  # monitoring (issue 12): the value that fired it
+            return (
+                f"alert {event.alert_id} fired ({event.level}, {event.component}): "
+                f"{event.message} [{event.rule} = {event.value}, threshold {event.threshold}]"
+            )
+        case ev.AlertResolved():
+            return f"alert {event.alert_id} resolved after {format_duration(event.firing_s)}"
     return type(event).__name__
 
 

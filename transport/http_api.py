@@ -93,7 +93,9 @@ _encode = msgspec.json.Encoder().encode  # the one encoder of every HTTP body
 
 
 class Reply(NamedTuple):
-    """What a request gets: a status, a JSON body (``None``: none), extra headers."""
+    """What a request gets: a status, a JSON body (``None``: none), extra headers.
+    A ``bytes`` body is sent as it is, with the Content-Type the headers give
+    (/metrics: Prometheus text)."""
 
     status: HTTPStatus
     body: object = None
@@ -258,7 +260,9 @@ class HttpExchange:
         """The bytes of ``reply``: JSON body, CORS for the request's origin, then close."""
         head = self._head
         method = head.method if head is not None else b""
-        payload = b"" if reply.body is None else _encode(reply.body)
+        body = reply.body
+        raw = isinstance(body, bytes)
+        payload = b"" if body is None else body if isinstance(body, bytes) else _encode(body)
         headers = [
             ("Date", email.utils.formatdate(usegmt=True)),
             ("Server", SERVER),
@@ -266,7 +270,7 @@ class HttpExchange:
         ]
         if reply.status != HTTPStatus.NO_CONTENT:
             headers.append(("Content-Length", str(len(payload))))
-        if payload:
+        if payload and not raw:
             headers.append(("Content-Type", "application/json"))
         headers += reply.headers
         origin = _header(head, b"origin") if head is not None else None

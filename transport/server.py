@@ -10,6 +10,7 @@ answered by ``http_api`` (this actor supplies the read endpoints' answers).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import secrets
@@ -29,7 +30,9 @@ from adwd.actors.base import Actor
 from adwd.actors.connection import ConnectionActor
 from adwd.actors.dispatch import Dispatcher
 from adwd.actors.messages import Inbound, RouteOutcome
+from adwd.actors.monitor import Report
 from adwd.actors.router import Router
+from adwd.actors.telemetry import CONTENT_TYPE, Telemetry
 from adwd.events.codec import encode
 from adwd.events.errors import AdwdError, CloseCode, ErrorCode
 from adwd.events.store import StoredEvent
@@ -39,6 +42,7 @@ from adwd.transport.board_rest import BoardRest
 from adwd.transport.catchup import Readers, catch_up
 from adwd.transport.deflate import DEFAULT_MIN_SIZE, server_extensions
 from adwd.transport.http_api import Backend, HttpAwareConnection, Reply, Unavailable, error
+from adwd.transport.monitoring import Followers, interval_params
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,12 @@ class TransportActor(Actor):
         connection_threads: int = 2,
         fault_injection: bool = False,
         is_fatal: Callable[[], bool] = lambda: False,
+        telemetry: Telemetry | None = None,
+        health_interval_s: float = 0.0,
+        performance_interval_s: float = 0.0,
+        quality_interval_s: float = 0.0,
+        ping_interval_s: float = 20.0,
+        ping_timeout_s: float = 20.0,
     ) -> None:
         super().__init__()
         self._host = host
@@ -92,6 +102,20 @@ class TransportActor(Actor):
         self._tasks: set[asyncio.Task[None]] = set()
         self._workflow_types = workflow_types
         self._router = Router(max_outbound_bytes)
+        # Monitoring (issue 12): health_status / performance_metrics followers, /metrics.
+        self._telemetry = telemetry
+        if telemetry is not None:
+            telemetry.count_sent(lambda: self._router.sent)
+            telemetry.count_connections(self._router.__len__, self._router.unsent_total)
+        self._ping_interval_s, self._ping_timeout_s = ping_interval_s, ping_timeout_s
+        self._followers = Followers(
+            self._router,
+            health_s=health_interval_s,
+            performance_s=performance_interval_s,
+            quality_s=quality_interval_s,
+            ping_timeout_s=ping_timeout_s,
+            max_outbound_bytes=max_outbound_bytes,
+        )
         self._loop = asyncio.new_event_loop()
         self._server: Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="adwd-loop")
@@ -124,9 +148,10 @@ class TransportActor(Actor):
             self._handle,
             self._host,
             self._port,
-            # Keepalive pings find dead peers; they close with 1011, never 1000.
-            ping_interval=20,
-            ping_timeout=20,
+            # Keepalive pings find dead peers; they close with 1011, never 1000. Their
+            # round trips are connection_quality's latency (transport/monitoring.py).
+            ping_interval=self._ping_interval_s or None,
+            ping_timeout=self._ping_timeout_s or None,
             max_size=1024 * 1024,
             compression=None,  # permessage-deflate comes from self._extensions
             extensions=self._extensions,
@@ -198,16 +223,9 @@ class TransportActor(Actor):
             status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
             return Reply(status, {"status": "ok" if ok else "unavailable", "checks": checks})
         if path == "/health":
-            ready = all(self.readiness().values())
-            return Reply(
-                HTTPStatus.OK,
-                {
-                    "status": "healthy" if ready else "unhealthy",
-                    "active_connections": len(self._router),
-                    "uptime": round(time.monotonic() - self._started_at, 3),
-                    **await ask(lambda p: p.health()),
-                },
-            )
+            return Reply(HTTPStatus.OK, {**self._health(), **await ask(lambda p: p.health())})
+        if path == "/metrics" and self._telemetry is not None:
+            return Reply(HTTPStatus.OK, self._telemetry.render(), (("Content-Type", CONTENT_TYPE),))
         if path == "/api/runs":
             return Reply(HTTPStatus.OK, await ask(lambda p: p.overview()))
         if path.startswith("/api/adws/"):
@@ -224,8 +242,32 @@ class TransportActor(Actor):
             HTTPStatus.NOT_FOUND,
             ErrorCode.NOT_FOUND,
             f"Nothing at {path}. Open a WebSocket to /ws/trigger, or GET /health, /livez, "
-            "/readyz, /api/runs or /api/adws/<adw_id>.",
+            "/readyz, /metrics, /api/runs or /api/adws/<adw_id>.",
         )
+
+    def _health(self) -> dict[str, Any]:
+        """/health: the monitor's status by its rules (docs/operations.md), unhealthy
+        at once while the service is not ready, and the firing alerts."""
+        report = self._followers.report
+        status = report.health.status if report is not None else "healthy"
+        if not all(self.readiness().values()):
+            status = "unhealthy"
+        return {
+            "status": status,
+            "active_connections": len(self._router),
+            "uptime": round(time.monotonic() - self._started_at, 3),
+            "alerts": report.firing if report is not None else [],
+        }
+
+    def monitor_sink(self) -> Callable[[Report], None]:
+        """What the MonitorActor calls with each report (its thread): hands it to the loop."""
+        loop, followers = self._loop, self._followers
+
+        def deliver(report: Report) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: stopping
+                loop.call_soon_threadsafe(followers.update, report)
+
+        return deliver
 
     def fail_all(self, reason: str) -> None:
         """The service stops because it failed: tell every client why, close with 1011."""
@@ -239,6 +281,11 @@ class TransportActor(Actor):
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._router.send_all, frame)
         self._shut_down(CloseCode.INTERNAL_ERROR, "service failed; reconnect shortly")
+
+    def connection_count_fn(self) -> Callable[[], int]:
+        """How the monitor and /metrics count connections from any thread (a dict's
+        length: one atomic read under the GIL)."""
+        return self._router.__len__
 
     def connection_count(self) -> int:
         """Connections the router delivers to now."""
@@ -258,6 +305,9 @@ class TransportActor(Actor):
         connection_id = secrets.token_hex(6)
         since, epoch = _resume_params(ws.request.path if ws.request else "")
         self._router.add(connection_id, ws)  # paused until its catch-up is done
+        self._followers.add(
+            connection_id, ws, interval_params(ws.request.path if ws.request else "")
+        )
         outbox = _LoopOutbox(self, connection_id)
         assert self._dispatcher is not None
         # The connection's own actor: its frames, in order, and its principal.
@@ -273,6 +323,7 @@ class TransportActor(Actor):
             transport=self.actor_ref,
             workflow_types=self._workflow_types,
             fault_injection=self._fault_injection,
+            telemetry=self._telemetry,
         )
         try:
             # Commands wait until the connection is up to date: a run it triggers
@@ -290,6 +341,7 @@ class TransportActor(Actor):
                 paused = b"subscribe" in frame if isinstance(frame, bytes) else "subscribe" in frame
                 if paused:
                     self._router.pause(connection_id)
+                self._followers.received(connection_id, len(frame))
                 actor.tell(Inbound(connection_id, frame, paused))
         except ConnectionClosed:
             pass
@@ -303,6 +355,7 @@ class TransportActor(Actor):
                 await ws.close(CloseCode.INTERNAL_ERROR, "internal error; reconnect and resume")
         finally:
             self._router.remove(connection_id)
+            self._followers.remove(connection_id)
             actor.stop(block=False)  # after the frames already in its mailbox
 
     # -- shutdown, called from the service's thread through the proxy ------
@@ -390,6 +443,8 @@ class _LoopOutbox:
         task.add_done_callback(self._t._task_done)
 
     def _start(self, want: SubscribeData, explicit: bool, request_id: str | None) -> None:
+        chosen = (want.health_interval_s, want.performance_interval_s, want.quality_interval_s)
+        self._t._followers.choose(self._cid, chosen)
         previous = self._last
 
         async def run() -> None:
