@@ -240,7 +240,7 @@ class RunLifecycle:
         """The workflow says it reached ``stage``: its card moves there if that is
         forward and one of the workflow's own stages (a board card never jumps
         back, nor into a column the workflow does not work in)."""
-        if self._ended:
+        if self._ended or self._started_at is None:  # not started: nothing ran to move it
             return []
         if self._stages and stage not in self._stages:
             return []

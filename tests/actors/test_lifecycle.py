@@ -9,10 +9,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from adwd.actors.catalogue import DEFAULT_CATALOGUE
+from adwd.actors.catalogue import DEFAULT_CATALOGUE, RetryPolicy
 from adwd.actors.classify import CLASSES
 from adwd.actors.lifecycle import (
     INTERRUPTED,
+    CheckLater,
     Ended,
     KillLater,
     Output,
@@ -34,6 +35,8 @@ from adwd.events.domain import (
 from adwd.projections.stages import STAGES
 
 TERMINAL = (RunCompleted, RunFailed)
+SDLC = DEFAULT_CATALOGUE["adw_sdlc_iso"]
+HEARTBEAT_S = 5.0
 
 
 class RunMachine(RuleBasedStateMachine):
@@ -41,15 +44,23 @@ class RunMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
+        # A composite, watched for hangs and retried by the default policy.
         self.run = RunLifecycle(
             adw_id="a1",
-            workflow_type="adw_build_iso",
+            workflow_type="adw_sdlc_iso",
             card_stage="plan",
+            stages=SDLC.stages,
+            done_stage=SDLC.completes_to,
             log_lines_per_s=5.0,
             grace_s=1.0,
             timeout_s=30.0,
             logs_path="/x/execution.log",
+            heartbeat_s=HEARTBEAT_S,
+            retry=RetryPolicy(),
         )
+        self.last_activity = 0.0
+        self.stop_cause = "cancel"
+        self.forced = False
         self.outputs: list[Output] = []
         self.now = 100.0
         self.spawned = False
@@ -69,8 +80,10 @@ class RunMachine(RuleBasedStateMachine):
     def spawn(self) -> None:
         self.spawned = True
         out = self.run.spawned(pid=42, argv=["x"], cwd="/", proc_start=7, now=self.now)
+        self.last_activity = self.now
         assert isinstance(out[0], RunStarted)
         assert StopLater(30.0, "timed out after 30 s") in out
+        assert CheckLater(HEARTBEAT_S) in out
         self._feed(out, "spawn")
 
     @precondition(lambda self: not self.spawned and self.ended_by is None)
@@ -83,7 +96,9 @@ class RunMachine(RuleBasedStateMachine):
         step=st.sampled_from([None, "", "Planning", *(f"Stage: {s}" for s in STAGES)]),
     )
     def progress(self, percent: int | None, step: str | None) -> None:
-        self._feed(self.run.progress(percent, step, "m"), "progress")
+        if self.spawned and not self.run.ended:
+            self.last_activity = self.now
+        self._feed(self.run.progress(percent, step, "m", self.now), "progress")
 
     @rule(stage=st.sampled_from(STAGES))
     def stage_report(self, stage: str) -> None:
@@ -93,6 +108,8 @@ class RunMachine(RuleBasedStateMachine):
     def log_lines(self, dt: float, n: int) -> None:
         self.now += dt
         for _ in range(n):
+            if self.spawned and not self.run.ended:
+                self.last_activity = self.now
             self._feed(self.run.log_line("INFO", "line", self.now), "log")
 
     @rule(reason=st.sampled_from(["cancelled by a user", "timed out after 30 s"]), c=st.booleans())
@@ -103,6 +120,33 @@ class RunMachine(RuleBasedStateMachine):
             assert out == [Signal(signal.SIGTERM), KillLater(1.0)]
             self.stop = (reason, c)
         self._feed(out, "stop")
+
+    @rule(dt=st.floats(0, 10))
+    def heartbeat_due(self, dt: float) -> None:
+        self.now += dt
+        was_stopping = self.run.stop_requested_reason is not None
+        out = self.run.heartbeat_due(self.now)
+        if any(isinstance(o, Signal) for o in out):
+            assert not was_stopping
+            assert self.now - self.last_activity >= HEARTBEAT_S  # hung, not merely quiet
+            assert self.stop is None
+            self.stop = (self.run.stop_requested_reason or "", False)
+            self.stop_cause = "heartbeat"
+        elif out:
+            (check,) = out
+            assert isinstance(check, CheckLater)
+            assert 0 < check.delay_s <= HEARTBEAT_S
+        self._feed(out, "heartbeat")
+
+    @rule()
+    def terminate(self) -> None:
+        out = self.run.stop_requested("terminated: stuck", cancelled=True, force=True)
+        if out:
+            assert out == [Signal(signal.SIGKILL)]
+            if self.stop is None:
+                self.stop = ("terminated: stuck", True)
+                self.forced = True
+        self._feed(out, "terminate")
 
     @rule()
     def kill_due(self) -> None:
@@ -177,17 +221,25 @@ class RunMachine(RuleBasedStateMachine):
         got = reports[0]
         assert got.adw_id == "a1"
         assert got.error_class in {c.id for c in CLASSES}
-        assert "/x/execution.log" in got.suggested_actions[0]
+        assert any("/x/execution.log" in action for action in got.suggested_actions)
         expected = {
             "spawn_failed": "system.spawn",
             "shutdown": "system.interrupted",
             "failed_inside": "system.internal",
         }.get(self.ended_by or "")
+        if expected is None and self.stop_cause == "heartbeat":
+            expected = "workflow.heartbeat_lost"
         if expected is None:  # the workflow exited
             code = failed[0].exit_code
             killed = code is not None and code < 0 and code != -signal.SIGTERM
             expected = "system.killed" if killed else "workflow.exit_nonzero"
         assert got.error_class == expected
+        # The default policy retries the transient classes once more on their own;
+        # a shutdown retries nothing (the next start offers it to the user).
+        retried = expected in RetryPolicy().retryable and self.ended_by != "shutdown"
+        assert got.retry_in_s == (1.0 if retried else None)
+        ended = [o for o in self.outputs if isinstance(o, Ended)]
+        assert (ended[0].retry_in_s, ended[0].error_id) == (got.retry_in_s, got.error_id)
 
     @invariant()
     def the_card_moves_as_a_chain_and_a_failure_ends_in_errored(self) -> None:
@@ -196,6 +248,9 @@ class RunMachine(RuleBasedStateMachine):
         for move in moves:
             assert move.from_stage == stage
             assert move.to_stage != stage
+            if move.to_stage != "errored":  # within a run a card only moves forward
+                assert STAGES.index(move.to_stage) > STAGES.index(stage), moves
+                assert move.to_stage in (*SDLC.stages, SDLC.completes_to)
             stage = move.to_stage
         ended = [o for o in self.outputs if isinstance(o, Ended)]
         failed = [o for o in self.outputs if isinstance(o, RunFailed)]
@@ -209,7 +264,7 @@ class RunMachine(RuleBasedStateMachine):
         signals = [o for o in self.outputs if isinstance(o, Signal)]
         if signals:
             assert self.stop is not None
-            assert signals[0].signum == signal.SIGTERM
+            assert signals[0].signum == (signal.SIGKILL if self.forced else signal.SIGTERM)
 
     @invariant()
     def lines_over_the_rate_are_counted_not_lost(self) -> None:
@@ -227,9 +282,6 @@ class RunMachine(RuleBasedStateMachine):
 
 RunMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
 test_run_lifecycle = RunMachine.TestCase
-
-
-SDLC = DEFAULT_CATALOGUE["adw_sdlc_iso"]
 
 
 def test_a_composite_moves_its_card_only_forward_through_its_own_stages() -> None:
