@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import signal
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Literal, TypedDict
 
 from msgspec import Struct
@@ -130,6 +130,7 @@ class RunLifecycle:
         heartbeat_s: float = 0.0,
         attempt: int = 1,
         retry: RetryPolicy | None = None,
+        retry_classes: Mapping[str, RetryPolicy] | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:12],
     ) -> None:
         self._ids: _RunIds = {"adw_id": adw_id, "workflow_type": workflow_type}
@@ -154,6 +155,7 @@ class RunLifecycle:
         self._last_activity = 0.0
         self._attempt = attempt
         self._retry = retry
+        self._retry_classes = dict(retry_classes or {})  # an error class's own policy
 
     @property
     def ended(self) -> bool:
@@ -391,7 +393,8 @@ class RunLifecycle:
             return out
         error = classify(cause, event.exit_code)
         # A shutdown (notify=False) retries nothing now: recovery at the next start does.
-        retry_in = self._retry.retry_in(error.id, self._attempt) if self._retry and notify else None
+        policy = self._retry_classes.get(error.id, self._retry)
+        retry_in = policy.retry_in(error.id, self._attempt) if policy and notify else None
         error_id = self._new_id()
         out.append(
             report(

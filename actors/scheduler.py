@@ -105,6 +105,7 @@ class SchedulerActor(Actor):
         fault_injection: bool = False,
         lineage: LineageProjection | None = None,
         retry: RetryPolicy | None = None,
+        retry_classes: Mapping[str, RetryPolicy] | None = None,
         stage_triggers: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -138,6 +139,7 @@ class SchedulerActor(Actor):
         # Folded from the committed log, as the service's own copy and a replay are.
         self._lineage = lineage if lineage is not None else LineageProjection()
         self._retry = retry if retry is not None else RetryPolicy()
+        self._retry_classes = dict(retry_classes or {})
         self._stage_triggers = dict(stage_triggers or {})
         self._clock = clock
         self._wake: threading.Timer | None = None
@@ -555,7 +557,9 @@ class SchedulerActor(Actor):
             correlation_id=run.connection_id or "",
             crash_after_spawn=self._faults and run.trigger_reason == CRASH_AFTER_SPAWN,
             spec=spec,
+            # A type's own policy wins; else an error class's, else the service's.
             retry=spec.retry or self._retry,
+            retry_classes={} if spec.retry else self._retry_classes,
         )
         return True
 

@@ -28,7 +28,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -115,6 +115,7 @@ class WorkflowActor(Actor):
         crash_after_spawn: bool = False,
         spec: WorkflowSpec | None = None,
         retry: RetryPolicy | None = None,
+        retry_classes: Mapping[str, RetryPolicy] | None = None,
     ) -> None:
         super().__init__()
         spec = spec or WorkflowSpec()
@@ -145,6 +146,7 @@ class WorkflowActor(Actor):
             heartbeat_s=spec.heartbeat_s,
             attempt=request.attempt,
             retry=retry,
+            retry_classes=retry_classes,
         )
         self._proc: subprocess.Popen[bytes] | None = None
         self._timers: list[threading.Timer] = []

@@ -178,6 +178,7 @@ class Service:
             fault_injection=cfg.fault_injection,
             lineage=copy.deepcopy(projections.lineage),
             retry=cfg.retry,
+            retry_classes=cfg.retry_classes,
             stage_triggers=cfg.stage_triggers,
         )
         to_scheduler.attach(self._scheduler)

@@ -17,11 +17,13 @@ import msgspec
 from msgspec import Meta, Struct
 
 from adwd.actors.catalogue import DEFAULT_CATALOGUE, RetryPolicy, WorkflowSpec, check_template
+from adwd.actors.classify import BY_ID
 from adwd.actors.health import MonitorSettings
 from adwd.events.errors import ConfigError
 from adwd.service.logs import LogFormat
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+CLASS_IDS = tuple(BY_ID)
 STAGE_TRIGGERS = {
     "plan": "adw_plan_iso",
     "build": "adw_build_iso",
@@ -55,6 +57,8 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # Automatic retries of failed runs (docs/workflows.md, "Retries"); a workflow's
     # own ``retry`` table wins.
     retry: RetryPolicy = RetryPolicy()
+    # An error class's own policy (e.g. [retry_classes."system.spawn"]), under a type's.
+    retry_classes: dict[str, RetryPolicy] = {}
     # Drag-and-drop triggers: a card moved to a stage starts this workflow type.
     stage_triggers: dict[str, str] = msgspec.field(default_factory=lambda: dict(STAGE_TRIGGERS))
     workflows: dict[str, WorkflowSpec] = {}
@@ -63,6 +67,12 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         for name, spec in self.catalogue.items():
             check_template(name, spec)
+        unknown_classes = sorted(set(self.retry_classes) - set(CLASS_IDS))
+        if unknown_classes:
+            raise ConfigError(
+                f"retry_classes: unknown error class(es) {unknown_classes}; use: "
+                f"{', '.join(CLASS_IDS)}."
+            )
         known = {**DEFAULT_CATALOGUE, **self.workflows}
         for stage, workflow_type in self.stage_triggers.items():
             if workflow_type not in known:

@@ -174,3 +174,25 @@ def test_a_recovery_is_linked_to_its_failure() -> None:
     assert isinstance(heavy, RunQueued)
     assert (heavy.model_set, heavy.recovery, heavy.attempt) == ("heavy", "retry_heavy", 2)
     assert heavy.retry_of == "e0"
+
+
+def test_an_error_class_can_have_its_own_policy() -> None:
+    from adwd.actors.lifecycle import Ended, RunLifecycle
+
+    def failed_by_kill(**kw: object) -> Ended:
+        run = RunLifecycle(adw_id="a", workflow_type="t", **kw)  # type: ignore[arg-type]
+        run.spawned(pid=1, argv=["x"], cwd="/", proc_start=1, now=0.0)
+        ended = [o for o in run.exited(-9, None, 1.0) if isinstance(o, Ended)]
+        return ended[0]
+
+    slow = RetryPolicy(initial_interval_s=30.0)
+    assert failed_by_kill(retry=RetryPolicy()).retry_in_s == 1.0
+    assert (
+        failed_by_kill(retry=RetryPolicy(), retry_classes={"system.killed": slow}).retry_in_s
+        == 30.0
+    )
+    never = RetryPolicy(maximum_attempts=1)
+    assert (
+        failed_by_kill(retry=RetryPolicy(), retry_classes={"system.killed": never}).retry_in_s
+        is None
+    )

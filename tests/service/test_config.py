@@ -156,3 +156,11 @@ def test_attribute_placeholder_in_argv(tmp_path: Path) -> None:
     path = _toml(tmp_path, '[workflows.x]\nargv = ["{python.version}"]\n')
     with pytest.raises(ConfigError):
         load_config(path, env={})
+
+
+def test_a_retry_policy_for_an_unknown_error_class_is_refused(tmp_path: Path) -> None:
+    path = _toml(tmp_path, '[retry_classes."system.oops"]\nmaximum_attempts = 2\n')
+    with pytest.raises(ConfigError, match=r"retry_classes: unknown error class.*system\.oops"):
+        load_config(path, env={})
+    ok = _toml(tmp_path, '[retry_classes."system.spawn"]\nmaximum_attempts = 5\n')
+    assert load_config(ok, env={}).retry_classes["system.spawn"].maximum_attempts == 5
