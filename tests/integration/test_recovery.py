@@ -322,3 +322,23 @@ def test_moving_a_card_twice_starts_one_run(server: Running) -> None:
     assert (nothing["status"], nothing["error"]) == ("rejected", "not_found")
     queued = [e.event for e in server.events() if isinstance(e.event, RunQueued)]
     assert len(queued) == 1
+
+
+def test_a_plan_completed_before_a_restart_still_counts(start_service: Start) -> None:
+    first = start_service()
+    adw_id = first.client().planned("before01")
+    first.service.stop()
+    again = start_service()
+    client = again.client()
+    assert client.trigger("adw_build_iso", adw_id=adw_id)["data"]["status"] == "accepted"
+    assert client.wait_terminal(adw_id)["data"]["status"] == "completed"
+    # ...and so does a failure, for a recover after the restart.
+    client.trigger("adw_test_iso", adw_id=adw_id, trigger_reason="#fail")
+    report = client.wait_for(lambda m: _kind(m, "error_report", adw_id))["data"]
+    again.service.stop()
+    third = start_service()
+    client = third.client()
+    client.send({"type": "recover", "data": {"error_id": report["error_id"], "option": "retry"}})
+    answer = client.wait_for(lambda m: m["type"] == "trigger_response")["data"]
+    assert (answer["status"], answer["workflow_name"]) == ("accepted", "adw_test_iso")
+    assert client.wait_terminal(adw_id)["data"]["status"] == "completed"
