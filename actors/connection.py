@@ -26,6 +26,7 @@ from types import TracebackType
 import pykka
 from msgspec import Struct
 
+from adwd.actors import guard as sec
 from adwd.actors.base import InjectedFault
 from adwd.actors.dispatch import DispatchedActor, Dispatcher
 from adwd.actors.messages import (
@@ -44,7 +45,9 @@ from adwd.events.store import NewEvent
 from adwd.events.wire import (
     ADW_ID_PATTERN,
     WORKFLOW_TYPE_PATTERN,
+    Authenticate,
     CancelWorkflow,
+    ClientAuthChallenge,
     Error,
     ErrorData,
     GetQueueStatus,
@@ -67,6 +70,13 @@ class _Replied(Struct, frozen=True):
     frames: list[bytes]
 
 
+class _Fire(Struct, frozen=True):
+    """ConnectionActor (to itself, from the loop): a security timer fired."""
+
+    kind: sec.TimerKind
+    generation: int
+
+
 class ConnectionActor(DispatchedActor):
     """Decodes, validates and dispatches the frames of one connection, in order."""
 
@@ -84,8 +94,11 @@ class ConnectionActor(DispatchedActor):
         transport: pykka.ActorRef[pykka.Actor] | None = None,
         workflow_types: frozenset[str],
         fault_injection: bool = False,
+        guard: sec.Guard | None = None,
     ) -> None:
         super().__init__(dispatcher)
+        self._guard = guard  # None: security off, today's behaviour exactly
+        self._closed = False  # the guard closed the connection: ignore what follows
         self._cid = connection_id
         self._outbox = outbox
         self._since, self._epoch = since, epoch
@@ -102,13 +115,74 @@ class ConnectionActor(DispatchedActor):
 
     def on_start(self) -> None:
         """Bring the new connection up to date before it goes live."""
+        guard = self._guard
+        if guard is not None:
+            self._principal = guard.user_id
+            if not guard.may_read():  # not authenticated yet, or may not read runs
+                self._outbox.open_unread()
+                self._apply(guard.start(time.time()))
+                return
+            guard.reading = True
         want = SubscribeData(since=self._since, epoch=self._epoch)
         self._outbox.catch_up(want, explicit=self._since is not None, request_id=None)
+        if guard is not None:
+            self._apply(guard.start(time.time()))
+
+    # -- security (issue 13): carry out what the guard decides -----------------
+
+    def _apply(self, effects: list[sec.Effect]) -> None:
+        me = self.actor_ref
+        for effect in effects:
+            match effect:
+                case sec.Send(frame=frame):
+                    self._outbox.send(frame)
+                case sec.Close(code=code, reason=reason):
+                    self._closed = True
+                    self._outbox.close(code, reason)
+                case sec.Audit(event=event, user_id=user_id):
+                    new = NewEvent(connection_stream(self._cid), event, principal=user_id)
+                    with contextlib.suppress(pykka.ActorDeadError):
+                        self._event_log.tell(Append([new]))
+                case sec.Timer(kind=kind, delay=delay, generation=generation):
+                    fire = _Fire(kind, generation)
+
+                    def tell(fire: _Fire = fire) -> None:
+                        with contextlib.suppress(pykka.ActorDeadError):
+                            me.tell(fire)
+
+                    self._outbox.later(delay, tell)
+                case sec.GrantRead():
+                    self._outbox.grant_read()
+                case sec.AuthFailure():
+                    self._outbox.auth_failed()
+        if self._guard is not None:
+            self._principal = self._guard.user_id
+
+    def _guarded(self, msg: object, frame: bytes | str) -> bool:
+        """True if the guard lets ``msg`` through (security off: always)."""
+        guard = self._guard
+        if guard is None:
+            return True
+        now = time.time()
+        if isinstance(msg, Authenticate | ClientAuthChallenge):
+            self._apply(guard.authenticate(msg, now))
+            return False
+        tried = peek(frame)
+        workflow_type = msg.data.workflow_type if isinstance(msg, TriggerWorkflow) else None
+        rid = tried.request_id if isinstance(tried.request_id, str) else None
+        admitted, effects = guard.admit(str(tried.type), workflow_type, rid, now)
+        self._apply(effects)
+        return admitted
 
     def on_receive(self, message: object) -> object:
         """The connection's frames, in the order they arrived, and replies to it."""
-        if isinstance(message, Inbound):
-            if self._awaiting:
+        if isinstance(message, _Fire):
+            if self._guard is not None and not self._closed:
+                self._apply(self._guard.timer(message.kind, message.generation, time.time()))
+        elif isinstance(message, Inbound):
+            if self._closed:
+                pass  # the guard closed this connection; its last frames are dropped
+            elif self._awaiting:
                 self._stash.append(message)
             else:
                 self._on_inbound(message)
@@ -191,6 +265,8 @@ class ConnectionActor(DispatchedActor):
         except ProtocolError as problem:
             self._on_invalid(frame, problem)
             return False
+        if not self._guarded(msg, frame):
+            return False
         if isinstance(msg, Ping):
             request_id = msg.request_id or ""
             if self._faults and request_id.startswith(FAULT_PREFIX):
@@ -245,6 +321,10 @@ class ConnectionActor(DispatchedActor):
         request_id = rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
         data = ErrorData(message=problem.message, code=problem.code, details=problem.details)
         self._outbox.send(encode(Error(data, request_id=request_id)))
+        if self._guard is not None:
+            self._apply(self._guard.invalid(time.time()))
+            if self._guard.principal is None:
+                return  # not authenticated: nothing of it reaches the scheduler
         if tried.type != "trigger_workflow":
             return
         data_in = tried.data if isinstance(tried.data, dict) else {}

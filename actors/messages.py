@@ -45,6 +45,23 @@ class Outbox(Protocol):
     def resume(self, upto: int) -> None:
         """End a pause that needed no catch-up (covered seq <= upto)."""
 
+    # -- security (actors/guard.py): only called while security is on --------
+
+    def open_unread(self) -> None:
+        """Start reading the client's frames without delivering runs to it (yet)."""
+
+    def grant_read(self) -> None:
+        """Deliver runs from now on: catch the connection up, then live."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection with ``code`` after what was sent."""
+
+    def later(self, delay: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the loop thread) after ``delay`` seconds."""
+
+    def auth_failed(self) -> None:
+        """Count a failed authentication against the client's address."""
+
 
 class QueueStatusAsked(Struct, frozen=True):
     """ProjectionActor: answer a connection's ``get_queue_status``: call ``reply``

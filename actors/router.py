@@ -76,6 +76,7 @@ class _Conn:
     backlogged: int = 0  # their bytes
     flusher: asyncio.Task[None] | None = None  # writes the backlog; None while it is empty
     high: int = WRITE_HIGH  # the transport's high-water mark: no writes above it
+    readable: bool = True  # False: not (yet) allowed to read runs (docs/security.md)
 
 
 class Router:
@@ -88,9 +89,9 @@ class Router:
         self._tasks: set[asyncio.Task[None]] = set()  # closes and flushers under way
         self._out: dict[_Conn, list[bytes]] = {}  # frames to write at the end of this hand-off
 
-    def add(self, connection_id: str, ws: ServerConnection) -> None:
+    def add(self, connection_id: str, ws: ServerConnection, *, readable: bool = True) -> None:
         """Register a connection, paused until its catch-up is done."""
-        conn = _Conn(ws, connection_id)
+        conn = _Conn(ws, connection_id, readable=readable)
         if ws.transport is not None:
             conn.high = ws.transport.get_write_buffer_limits()[1]
         self._conns[connection_id] = conn
@@ -181,7 +182,8 @@ class Router:
                     ready = [
                         c
                         for c in self._conns.values()
-                        if c.follows is None or adw_id is None or adw_id in c.follows
+                        if c.readable
+                        and (c.follows is None or adw_id is None or adw_id in c.follows)
                     ]
                     self._route(ready, stored.seq, frame, adw_id, addressed=False)
                 else:
@@ -212,6 +214,32 @@ class Router:
         if _open(conn.ws):
             self._write(conn, frames)
         self._spawn(conn.ws.close(CloseCode.INTERNAL_ERROR, "internal error; reconnect and resume"))
+
+    # -- security (issue 13) -------------------------------------------------
+
+    def set_readable(self, connection_id: str, readable: bool) -> None:
+        """Allow (or stop) delivery of runs to a connection."""
+        conn = self._conns.get(connection_id)
+        if conn is not None:
+            conn.readable = readable
+
+    def send_readable(self, frames: Sequence[tuple[str, bytes]]) -> None:
+        """Like send_each, to connections allowed to read runs only (the projector's)."""
+        self.send_each(
+            [(cid, f) for cid, f in frames if (c := self._conns.get(cid)) and c.readable]
+        )
+
+    def close(self, connection_id: str, code: int, reason: str) -> None:
+        """Close a connection with ``code`` after what is queued for it (the guard's)."""
+        conn = self._conns.pop(connection_id, None)
+        if conn is None:
+            return
+        self._write_out()  # what this hand-off queued for it goes first
+        frames = list(conn.backlog)
+        _discard(conn)
+        if frames and _open(conn.ws):
+            self._write(conn, frames)
+        self._spawn(conn.ws.close(code, reason))
 
     def send_each(self, frames: Sequence[tuple[str, bytes]]) -> None:
         """Send several frames, each to its connection (one loop hand-off for all)."""

@@ -205,6 +205,60 @@ class ActorFailed(DomainEvent, tag="actor_failed", frozen=True):
     action: str = ""  # what the supervisor did: "connection closed 1011", ...
 
 
+# -- security audit (issue 13; docs/security.md). Recorded while security is on.
+# Never a credential, a proof or a token: ids, outcomes and reasons only.
+
+
+class ConnectionOpened(DomainEvent, tag="connection_opened", frozen=True):
+    """A WebSocket connection was accepted (its principal if the handshake carried one)."""
+
+    connection_id: str
+    address: str
+    origin: str = ""
+    user_id: str = ""
+
+
+class ConnectionClosed(DomainEvent, tag="connection_closed", frozen=True):
+    """A connection ended, and how."""
+
+    connection_id: str
+    address: str
+    code: int | None = None
+    reason: str = ""
+
+
+class AuthAttempted(DomainEvent, tag="auth_attempted", frozen=True):
+    """An authentication attempt: on a connection or at a handshake."""
+
+    address: str
+    method: str
+    outcome: Literal["success", "failure"]
+    reason: str = ""  # a stable word (expired, bad_signature, ...) on failure
+    user_id: str = ""
+    connection_id: str = ""
+
+
+class AccessDenied(DomainEvent, tag="access_denied", frozen=True):
+    """A message or a connection was refused: not authenticated, not permitted,
+    over a limit (``limit`` and ``retry_after``), or cut for abuse."""
+
+    address: str
+    outcome: Literal["unauthenticated", "forbidden", "rate_limited", "disconnected"]
+    message_type: str = ""
+    permission: str = ""
+    limit: str = ""
+    retry_after: float | None = None
+    user_id: str = ""
+    connection_id: str = ""
+
+
+SECURITY_EVENTS: tuple[type[DomainEvent], ...] = (
+    ConnectionOpened,
+    ConnectionClosed,
+    AuthAttempted,
+    AccessDenied,
+)
+
 DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
     ServiceStarted,
     ServiceStopped,
@@ -221,6 +275,7 @@ DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
     StageChanged,
     RunLogged,
     ActorFailed,
+    *SECURITY_EVENTS,
 )
 AnyEvent = (
     ServiceStarted
@@ -238,6 +293,10 @@ AnyEvent = (
     | StageChanged
     | RunLogged
     | ActorFailed
+    | ConnectionOpened
+    | ConnectionClosed
+    | AuthAttempted
+    | AccessDenied
 )
 TERMINAL_EVENTS = (RunCompleted, RunFailed)
 

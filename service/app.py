@@ -18,9 +18,10 @@ from adwd.actors.workflow import WorkflowActor
 from adwd.events.domain import SYSTEM_STREAM, ActorFailed, ServiceStarted, ServiceStopped
 from adwd.events.store import EventStore, NewEvent
 from adwd.projections.views import ViewStore, catch_up
+from adwd.service import security
 from adwd.service.config import Config
 from adwd.service.recovery import recover_in_flight
-from adwd.transport.server import TransportActor
+from adwd.transport.server import TransportActor, TransportSecurity
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,16 @@ class Service:
 
     def _start(self) -> None:
         cfg = self.config
+        # Safe by default (docs/security.md): refuse before anything is opened.
+        insecure = security.check_binding(cfg.host, cfg.security, cfg.insecure)
+        if insecure:
+            log.warning("%s", insecure)
+        transport_security = TransportSecurity(
+            config=cfg.security,
+            authenticator=security.authenticator(cfg.security),
+            origins=security.origins(cfg.host, cfg.security),
+            ssl=security.tls_context(cfg.security),
+        )
         data = cfg.data_path
         data.mkdir(parents=True, exist_ok=True)
         store = self._store = EventStore(data / EVENTS_FILE)
@@ -156,11 +167,20 @@ class Service:
             connection_threads=cfg.connection_threads,
             fault_injection=cfg.fault_injection,
             is_fatal=self.fatal.is_set,
+            security=transport_security,
         )
         self.port = self._transport.proxy().port.get()
         # Workflows that report over HTTP or WebSocket learn where from their environment.
         self._scheduler.tell(Listening(host=cfg.host, port=self.port))
-        log.info("adwd listening on ws://%s:%d/ws/trigger (data in %s)", cfg.host, self.port, data)
+        scheme = "wss" if transport_security.ssl else "ws"
+        log.info(
+            "adwd listening on %s://%s:%d/ws/trigger (data in %s; authentication %s)",
+            scheme,
+            cfg.host,
+            self.port,
+            data,
+            ", ".join(cfg.security.methods) or "off",
+        )
 
     def stop(self, reason: str = "shutdown", *, fatal: bool = False) -> None:
         """Stop accepting, end running workflows, flush the log, close sockets with 1001.

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from adwd.actors.auth import SecurityConfig
 from adwd.actors.catalogue import DEFAULT_WORKFLOW_TYPES, WorkflowSpec, check_template
 from adwd.events.errors import ConfigError
 from adwd.service.logs import LogFormat
@@ -45,10 +46,17 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # raise, to test supervision. Never turn it on in production.
     fault_injection: bool = False
     workflows: dict[str, WorkflowSpec] = {}
+    # Security (docs/security.md). ``insecure``: listen beyond loopback without
+    # authentication (refused otherwise); only from the --insecure flag or the file.
+    security: SecurityConfig = SecurityConfig()
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         for name, spec in self.catalogue.items():
             check_template(name, spec)
+        problems = self.security.problems()
+        if problems:
+            raise ConfigError(f"Invalid [security]: {'; '.join(problems)}.")
 
     @property
     def data_path(self) -> Path:

@@ -10,13 +10,17 @@ answered by ``http_api`` (this actor supplies the read endpoints' answers).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import re
 import secrets
+import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, cast
@@ -24,18 +28,23 @@ from typing import Any, cast
 import pykka
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
+from adwd.actors.auth import Authenticator, SecurityConfig
 from adwd.actors.base import Actor
 from adwd.actors.connection import ConnectionActor
 from adwd.actors.dispatch import Dispatcher
-from adwd.actors.messages import Inbound, RouteOutcome
+from adwd.actors.guard import Guard
+from adwd.actors.messages import Append, Inbound, RouteOutcome
 from adwd.actors.router import Router
+from adwd.events import domain
 from adwd.events.codec import encode
 from adwd.events.errors import AdwdError, CloseCode, ErrorCode
-from adwd.events.store import StoredEvent
+from adwd.events.store import NewEvent, StoredEvent
 from adwd.events.wire import Error, ErrorData, SubscribeData
 from adwd.transport.catchup import Readers, catch_up
 from adwd.transport.deflate import DEFAULT_MIN_SIZE, server_extensions
+from adwd.transport.handshake import HandshakeGuard, select_subprotocol
 from adwd.transport.http_api import Backend, HttpAwareConnection, Reply, Unavailable, error
 
 log = logging.getLogger(__name__)
@@ -68,8 +77,12 @@ class TransportActor(Actor):
         connection_threads: int = 2,
         fault_injection: bool = False,
         is_fatal: Callable[[], bool] = lambda: False,
+        security: TransportSecurity | None = None,
     ) -> None:
         super().__init__()
+        # Security (docs/security.md): None keeps today's behaviour (loopback, no auth).
+        self._security = security or TransportSecurity()
+        self._guard: HandshakeGuard | None = None
         self._host = host
         self._port = port
         self._scheduler = scheduler
@@ -110,11 +123,18 @@ class TransportActor(Actor):
         self.port = self._server.sockets[0].getsockname()[1]
         self._event_log.proxy().subscribe(self._publish, first=True).get()
         loop, router = self._loop, self._router
+        # send_readable: nothing of the runs to a connection that may not read them.
         self._projector.proxy().attach(
-            lambda frames: loop.call_soon_threadsafe(router.send_each, frames)
+            lambda frames: loop.call_soon_threadsafe(router.send_readable, frames)
         ).get()
 
     async def _listen(self) -> Server:
+        sec = self._security
+        if sec.config.auth_on or sec.config.limits_on:
+            self._guard = HandshakeGuard(sec.config, sec.authenticator, self._audit)
+        extra: dict[str, Any] = {}
+        if self._guard is not None:
+            extra["process_request"] = self._guard.process_request
         return await serve(
             self._handle,
             self._host,
@@ -123,6 +143,9 @@ class TransportActor(Actor):
             ping_interval=20,
             ping_timeout=20,
             max_size=1024 * 1024,
+            origins=sec.origins,
+            select_subprotocol=select_subprotocol,
+            ssl=sec.ssl,
             compression=None,  # permessage-deflate comes from self._extensions
             extensions=self._extensions,
             # Each connection's first request is read by http_api: a WebSocket upgrade
@@ -132,10 +155,23 @@ class TransportActor(Actor):
                 "type[ServerConnection]",
                 functools.partial(
                     HttpAwareConnection,
-                    backend=Backend(read=self._http_answer, route=self._route_update),
+                    backend=Backend(
+                        read=self._http_answer,
+                        route=self._route_update,
+                        authorize=self._guard.authorize_http if self._guard else None,
+                    ),
                 ),
             ),
+            **extra,
         )
+
+    # -- security (issue 13): audit events, the guard's outbox calls -----------
+
+    def _audit(self, event: domain.DomainEvent, connection_id: str, principal: str) -> None:
+        """Record a security event (loop thread; a tell, never a wait)."""
+        stream = domain.connection_stream(connection_id) if connection_id else domain.SYSTEM_STREAM
+        with contextlib.suppress(pykka.ActorDeadError):
+            self._event_log.tell(Append([NewEvent(stream, event, principal=principal)]))
 
     def _route_update(
         self, adw_id: str, message: object, token: str | None, local: bool
@@ -246,10 +282,23 @@ class TransportActor(Actor):
         }
 
     async def _handle(self, ws: ServerConnection) -> None:
-        connection_id = secrets.token_hex(6)
+        connection_id, guard, address = secrets.token_hex(6), None, ""
+        if self._guard is not None:
+            admitted = self._guard.admitted(ws)
+            connection_id, address = admitted.connection_id, admitted.address
+            guard = Guard(
+                config=self._security.config,
+                authenticator=self._guard.authenticator,
+                connection_id=connection_id,
+                address=address,
+                principal=admitted.principal,
+                principal_limits=self._guard.principal_limits,
+            )
         since, epoch = _resume_params(ws.request.path if ws.request else "")
-        self._router.add(connection_id, ws)  # paused until its catch-up is done
+        # paused until its catch-up is done; unreadable until the guard allows it
+        self._router.add(connection_id, ws, readable=guard is None or guard.may_read())
         outbox = _LoopOutbox(self, connection_id)
+        outbox.address = address
         assert self._dispatcher is not None
         # The connection's own actor: its frames, in order, and its principal.
         actor = ConnectionActor.start(
@@ -264,6 +313,7 @@ class TransportActor(Actor):
             transport=self.actor_ref,
             workflow_types=self._workflow_types,
             fault_injection=self._fault_injection,
+            guard=guard,
         )
         try:
             # Commands wait until the connection is up to date: a run it triggers
@@ -295,6 +345,14 @@ class TransportActor(Actor):
         finally:
             self._router.remove(connection_id)
             actor.stop(block=False)  # after the frames already in its mailbox
+            if guard is not None:
+                ended = domain.ConnectionClosed(
+                    connection_id=connection_id,
+                    address=address,
+                    code=ws.close_code,
+                    reason=(ws.close_reason or "")[:200],
+                )
+                self._audit(ended, connection_id, guard.user_id)
 
     # -- shutdown, called from the service's thread through the proxy ------
 
@@ -349,6 +407,7 @@ class _LoopOutbox:
 
     def __init__(self, transport: TransportActor, cid: str) -> None:
         self._t, self._cid = transport, cid
+        self.address = ""  # the peer's, for limits on failed authentication
         self._last: asyncio.Task[None] | None = None
         self.ready: asyncio.Future[None] = transport._loop.create_future()  # first catch-up done
 
@@ -363,6 +422,36 @@ class _LoopOutbox:
 
     def resume(self, upto: int) -> None:
         self._t._loop.call_soon_threadsafe(self._t._router.resume, self._cid, upto)
+
+    # -- security (actors/guard.py) --------------------------------------------
+
+    def open_unread(self) -> None:
+        self._t._loop.call_soon_threadsafe(self._open_unread)
+
+    def _open_unread(self) -> None:
+        self._t._router.resume(self._cid, 0)
+        if not self.ready.done():
+            self.ready.set_result(None)
+
+    def grant_read(self) -> None:
+        self._t._loop.call_soon_threadsafe(self._grant_read)
+
+    def _grant_read(self) -> None:
+        router = self._t._router
+        router.set_readable(self._cid, True)
+        router.pause(self._cid)
+        self._start(SubscribeData(), False, None)
+
+    def close(self, code: int, reason: str) -> None:
+        self._t._loop.call_soon_threadsafe(self._t._router.close, self._cid, code, reason)
+
+    def later(self, delay: float, callback: Callable[[], None]) -> None:
+        self._t._loop.call_soon_threadsafe(self._t._loop.call_later, delay, callback)
+
+    def auth_failed(self) -> None:
+        guard = self._t._guard
+        if guard is not None:
+            self._t._loop.call_soon_threadsafe(guard.auth_failed, self.address)
 
     def _start(self, want: SubscribeData, explicit: bool, request_id: str | None) -> None:
         previous = self._last
@@ -387,6 +476,16 @@ class _LoopOutbox:
         task = self._last = self._t._loop.create_task(run())
         self._t._tasks.add(task)
         task.add_done_callback(self._t._task_done)
+
+
+@dataclass(frozen=True)
+class TransportSecurity:
+    """What the transport needs of the security config (service/security.py builds it)."""
+
+    config: SecurityConfig = field(default_factory=SecurityConfig)
+    authenticator: Authenticator | None = None
+    origins: Sequence[Origin | re.Pattern[str] | None] | None = None  # None: any origin
+    ssl: ssl.SSLContext | None = None
 
 
 def _resume_params(path: str) -> tuple[int | None, str | None]:
