@@ -152,7 +152,9 @@ class ConnectionActor(DispatchedActor):
 
                     self._outbox.later(delay, tell)
                 case sec.GrantRead():
-                    self._outbox.grant_read()
+                    # The resume the client asked for in its URL, now that it may read.
+                    want = SubscribeData(since=self._since, epoch=self._epoch)
+                    self._outbox.grant_read(want, explicit=self._since is not None)
                 case sec.AuthFailure():
                     self._outbox.auth_failed()
         if self._guard is not None:

@@ -84,7 +84,8 @@ class GrantRead:
 
 @dataclass(frozen=True, slots=True)
 class AuthFailure:
-    """Count a failed authentication against the client's address."""
+    """Count a failed authentication (or a cut for abuse) against the client's address:
+    past ``auth_failures_per_address`` it may not connect for ``auth_lockout_s``."""
 
 
 Effect = Send | Close | Audit | Timer | GrantRead | AuthFailure
@@ -128,6 +129,7 @@ class Guard:
         self._failures = 0
         self._generation = 0  # of the principal's timers: a refresh makes old ones moot
         self.reading = False  # runs are delivered to this connection
+        self._limiting = False  # in an episode of rate-limit refusals (audited once)
 
     @property
     def user_id(self) -> str:
@@ -181,6 +183,7 @@ class Guard:
         refused = self._rate(message_type, now)
         if refused is not None:
             return False, self._limited(refused, message_type, request_id, now)
+        self._limiting = False
         return True, []
 
     def invalid(self, now: float) -> list[Effect]:
@@ -274,11 +277,16 @@ class Guard:
                 rid,
                 {"limit": refused.limit},
                 refused.retry_after,
-            ),
-            self._audit_denied(
-                "rate_limited", message_type, limit=refused.limit, retry_after=refused.retry_after
-            ),
+            )
         ]
+        if not self._limiting:
+            # The first refusal of an episode is recorded, not each one: a flood must
+            # not become a flood of log writes (the disconnect is recorded too).
+            self._limiting = True
+            audit = self._audit_denied(
+                "rate_limited", message_type, limit=refused.limit, retry_after=refused.retry_after
+            )
+            effects.append(audit)
         if self._limits is not None and self._limits.abusive:
             effects += self._cut(CloseCode.RATE_LIMITED, "kept sending past its limits", "abuse")
         return effects
@@ -413,7 +421,12 @@ class Guard:
         return Audit(denied, self.user_id)
 
     def _cut(self, code: CloseCode, reason: str, limit: str) -> list[Effect]:
-        return [self._audit_denied("disconnected", limit=limit), Close(code, reason)]
+        effects: list[Effect] = [self._audit_denied("disconnected", limit=limit)]
+        if code in (CloseCode.RATE_LIMITED, CloseCode.FORBIDDEN):
+            # An abuser that reconnects at once would get a fresh burst each time:
+            # its cuts count against its address like failed authentications.
+            effects.append(AuthFailure())
+        return [*effects, Close(code, reason)]
 
 
 def may_read_runs(p: Principal) -> bool:

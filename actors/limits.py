@@ -17,6 +17,7 @@ from adwd.actors.auth import Limits
 from adwd.actors.ratelimit import TokenBucket
 
 TRIGGER = "trigger_workflow"
+SWEEP_AT = 10_000  # addresses remembered before idle ones are swept
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,8 @@ class AddressLimits:
     def admit(self, address: str, now: float) -> Refused | None:
         """May ``address`` open a connection now? (If so, it counts as open.)"""
         lim = self._limits
+        if len(self._addresses) > SWEEP_AT:
+            self._sweep(now)
         if self.total >= lim.max_connections:
             return Refused("max_connections", 5.0)
         entry = self._entry(address)
@@ -187,3 +190,10 @@ class AddressLimits:
         full = min(bucket.burst, bucket.tokens + (now - bucket.at) * bucket.rate) >= bucket.burst
         if entry.open_now == 0 and entry.locked_until <= now and entry.failures == 0 and full:
             del self._addresses[address]
+
+    def _sweep(self, now: float) -> None:
+        """Forget every address with nothing open and no lockout (a scan of many
+        addresses must not grow the table without bound)."""
+        for address, entry in list(self._addresses.items()):
+            if entry.open_now == 0 and entry.locked_until <= now:
+                del self._addresses[address]

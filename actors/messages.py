@@ -50,8 +50,8 @@ class Outbox(Protocol):
     def open_unread(self) -> None:
         """Start reading the client's frames without delivering runs to it (yet)."""
 
-    def grant_read(self) -> None:
-        """Deliver runs from now on: catch the connection up, then live."""
+    def grant_read(self, want: SubscribeData, *, explicit: bool) -> None:
+        """Deliver runs from now on: catch the connection up (as ``catch_up``), then live."""
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection with ``code`` after what was sent."""

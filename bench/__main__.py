@@ -1,7 +1,7 @@
 """``make bench``: run every benchmark and print one table.
 
 ``python -m bench [NAME ...]`` runs only the benchmarks named (latency,
-replay, ping_load, fanout, append, connections, burst, deflate, growth, restart).
+replay, ping_load, fanout, append, connections, burst, deflate, growth, restart, flood).
 ``ADWD_BENCH_QUICK=1`` makes every size small and every benchmark one round:
 the whole suite in a couple of minutes, to check that it works, not to quote.
 """
@@ -19,6 +19,7 @@ from bench import (
     connections,
     deflate,
     fanout,
+    flood,
     growth,
     latency,
     ping_load,
@@ -55,6 +56,7 @@ SUITE: dict[str, tuple[Callable[[], Rows], bool]] = {
     "deflate": (deflate.run, False),
     "growth": (growth.run, False),
     "restart": (restart.run, False),
+    "flood": (flood.run, False),
 }
 
 

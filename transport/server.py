@@ -433,14 +433,14 @@ class _LoopOutbox:
         if not self.ready.done():
             self.ready.set_result(None)
 
-    def grant_read(self) -> None:
-        self._t._loop.call_soon_threadsafe(self._grant_read)
+    def grant_read(self, want: SubscribeData, *, explicit: bool) -> None:
+        self._t._loop.call_soon_threadsafe(self._grant_read, want, explicit)
 
-    def _grant_read(self) -> None:
+    def _grant_read(self, want: SubscribeData, explicit: bool) -> None:
         router = self._t._router
         router.set_readable(self._cid, True)
         router.pause(self._cid)
-        self._start(SubscribeData(), False, None)
+        self._start(want, explicit, None)
 
     def close(self, code: int, reason: str) -> None:
         self._t._loop.call_soon_threadsafe(self._t._router.close, self._cid, code, reason)

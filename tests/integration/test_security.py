@@ -831,3 +831,132 @@ def test_token_create_and_audit_cli(start_service: Callable[..., Running], tmp_p
     assert ("trigger_workflow", "accepted", "ci") in actions
     assert all(e["address"] == "127.0.0.1" for e in entries)
     assert token not in audit.stdout
+
+
+def test_resume_from_the_url_after_authenticating(secure: Callable[..., Running]) -> None:
+    server = secure()
+    admin = server.client()
+    login_key(admin, "admin", ADMIN_KEY)
+    first = admin.trigger("adw_plan_iso", issue_number="9")
+    admin.wait_terminal(first["data"]["adw_id"])
+    admin.send({"type": "subscribe", "data": {"since": 0}})
+    epoch = admin.wait_for(lambda m: m["type"] == "subscribed")["data"]["epoch"]
+    since = first["seq"]
+    late = server.client(f"/ws/trigger?since={since}&epoch={epoch}")
+    assert login_key(late, "reader", READER_KEY)["type"] == "auth_response"
+    assert [m["type"] for m in late.seen[:2]] == ["auth_challenge", "auth_response"]
+    subscribed = late.wait_for(lambda m: m["type"] == "subscribed")
+    assert subscribed["data"]["recovered"] is True
+    assert subscribed["data"]["resume_from"] == since
+    done = late.wait_for(
+        lambda m: m["type"] == "status_update" and m["data"]["status"] == "completed"
+    )
+    assert done["seq"] > since
+
+
+def test_serve_refuses_a_public_address_without_auth(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "adwd.toml"
+    config.write_text(f'host = "0.0.0.0"\nport = 0\ndata_dir = "{tmp_path / "d"}"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "adwd", "serve", "--config", str(config)],
+        check=False, capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "without authentication" in done.stderr
+    assert "--insecure" in done.stderr
+
+
+# -- hypothesis: random sequences of authentication and commands -----------------------
+
+ATTACKER_TOKENS = {
+    "reader": lambda: service_token(["workflow:read"], sub="h-reader"),
+    "trigger": lambda: service_token(["workflow:trigger"], sub="h-trigger"),
+    "nobody": lambda: service_token([], sub="h-nobody"),
+    "expired": lambda: service_token(["admin"], sub="h-expired", exp=int(time.time()) - 60),
+    "alg-none": lambda: unsigned(perms=["admin"], sub="h-none"),
+    "forged": lambda: service_token(["admin"], sub="h-forged", secret="f" * 48),
+}
+ATTACKER_FRAMES: dict[str, Any] = {
+    "trigger": {"type": "trigger_workflow", "data": {"workflow_type": "adw_plan_iso"}},
+    "cancel": {"type": "cancel_workflow", "data": {"adw_id": "victim01"}},
+    "subscribe": {"type": "subscribe", "data": {"since": 0}},
+    "queue": {"type": "get_queue_status"},
+    "ping": {"type": "ping"},
+    "garbage": "{not json",
+    "unknown": {"type": "admin_shutdown", "data": {}},
+}
+
+
+def test_random_auth_and_command_sequences(secure: Callable[..., Running], tmp_path: Path) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    limits = Limits(
+        connections_per_address_per_s=1000,
+        connections_per_address_burst=1000,
+        auth_failures_per_address=100_000,
+        commands_per_s=200,  # the calm client pings once an example
+        commands_burst=10,  # an attacker's burst of 15 goes over
+        principal_commands_per_s=1000,
+        error_budget=5,
+    )
+    server = secure(security=security(tmp_path, limits=limits, max_auth_failures=3))
+    calm = server.client()
+    login_key(calm, "admin", ADMIN_KEY)
+    victim = calm.trigger("adw_sleep", adw_id="victim01")  # runs until cancelled
+
+    step = st.one_of(
+        st.tuples(st.just("auth"), st.sampled_from(sorted(ATTACKER_TOKENS))),
+        st.tuples(st.just("send"), st.sampled_from(sorted(ATTACKER_FRAMES))),
+    )
+
+    @settings(
+        max_examples=25,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(st.lists(step, min_size=1, max_size=15))
+    def attack(steps: list[tuple[str, str]]) -> None:
+        attacker = Client(f"ws://127.0.0.1:{server.service.port}/ws/trigger")
+        try:
+            for kind, name in steps:
+                if kind == "auth":
+                    msg: Any = {
+                        "type": "authenticate",
+                        "data": {"method": "token", "token": ATTACKER_TOKENS[name]()},
+                    }
+                else:
+                    msg = ATTACKER_FRAMES[name]
+                attacker.send(msg)
+            attacker.send({"type": "ping", "request_id": "end"})
+            attacker.wait_for(lambda m: m["type"] == "pong" and m.get("request_id") == "end")
+        except ConnectionClosed:
+            pass  # the server cut it: its own connection, nothing else
+        finally:
+            attacker.close()
+        calm.send({"type": "ping", "request_id": "calm"})
+        calm.wait_for(lambda m: m["type"] == "pong" and m.get("request_id") == "calm")
+
+    attack()
+    calm.send({"type": "cancel_workflow", "data": {"adw_id": victim["data"]["adw_id"]}})
+    calm.wait_terminal(victim["data"]["adw_id"])
+    for client in server.clients:
+        client.close()
+    server.clients.clear()
+    server.service.stop()
+    events = server.events()
+    queued_by = {e.principal for e in events if e.type == "run_queued"}
+    assert queued_by <= {"ops", "h-trigger"}, queued_by
+    cancelled_by = {e.principal for e in events if e.type == "cancel_requested"}
+    assert cancelled_by <= {"ops"}, cancelled_by
+    # The victim ran until the operator cancelled it: no attacker ended it.
+    ended = [
+        e
+        for e in events
+        if e.type in ("run_completed", "run_failed")
+        and getattr(e.event, "adw_id", "") == "victim01"
+    ]
+    assert len(ended) == 1
