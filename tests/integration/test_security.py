@@ -960,3 +960,35 @@ def test_random_auth_and_command_sequences(secure: Callable[..., Running], tmp_p
         and getattr(e.event, "adw_id", "") == "victim01"
     ]
     assert len(ended) == 1
+
+
+def test_client_library_and_cli_with_a_token(secure: Callable[..., Running]) -> None:
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from adwd.transport.client import AdwdClient
+
+    server = secure()
+    url = f"ws://127.0.0.1:{server.service.port}/ws/trigger"
+    token = service_token(["workflow:trigger", "workflow:read"])
+
+    async def trigger() -> str:
+        async with AdwdClient(url, token=token) as client:
+            response = await client.trigger("adw_plan_iso", issue_number="10")
+            return response.status
+
+    assert asyncio.run(trigger()) == "accepted"
+    env = {**os.environ, "ADWD_URL": f"127.0.0.1:{server.service.port}", "ADWD_TOKEN": token}
+    status = subprocess.run(
+        [sys.executable, "-m", "adwd", "status", "--json"],
+        capture_output=True, text=True, timeout=TIMEOUT, env=env, check=True,
+    )  # fmt: skip
+    assert "runs" in status.stdout or "adw" in status.stdout
+    env.pop("ADWD_TOKEN")
+    refused = subprocess.run(
+        [sys.executable, "-m", "adwd", "trigger", "adw_plan_iso", "--json"],
+        capture_output=True, text=True, timeout=TIMEOUT, env=env, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
