@@ -16,6 +16,7 @@ from adwd.actors.projector import Committed, ProjectionActor
 from adwd.actors.scheduler import SchedulerActor
 from adwd.actors.workflow import WorkflowActor
 from adwd.events.domain import SYSTEM_STREAM, ActorFailed, ServiceStarted, ServiceStopped
+from adwd.events.errors import AdwdError
 from adwd.events.store import EventStore, NewEvent
 from adwd.projections.views import ViewStore, catch_up
 from adwd.service import security
@@ -67,6 +68,19 @@ class Service:
         self._transport: pykka.ActorRef[TransportActor] | None = None
         self._projector: pykka.ActorRef[ProjectionActor] | None = None
         self._switched = False
+        self._tls: TransportSecurity | None = None
+
+    def reload_tls(self) -> None:
+        """SIGHUP: read the TLS certificate and key again (docs/security.md)."""
+        if self._tls is None or self._tls.ssl is None:
+            log.info("SIGHUP: no TLS configured, nothing to reload")
+            return
+        try:
+            security.reload_tls(self._tls.ssl, self.config.security)
+        except AdwdError as exc:
+            log.error("%s", exc)
+            return
+        log.info("TLS certificate reloaded from %s", self.config.security.tls_cert)
 
     @property
     def events_path(self) -> str:
@@ -93,7 +107,7 @@ class Service:
         insecure = security.check_binding(cfg.host, cfg.security, cfg.insecure)
         if insecure:
             log.warning("%s", insecure)
-        transport_security = TransportSecurity(
+        transport_security = self._tls = TransportSecurity(
             config=cfg.security,
             authenticator=security.authenticator(cfg.security),
             origins=security.origins(cfg.host, cfg.security),

@@ -47,6 +47,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    reload = threading.Event()
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: reload.set())
     service = Service(config)
     service.start()
     scheme = "wss" if config.security.tls_cert else "ws"
@@ -57,6 +59,9 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     while not stop.wait(0.5):
+        if reload.is_set():  # SIGHUP: the TLS certificate was renewed
+            reload.clear()
+            service.reload_tls()
         if service.fatal.is_set():
             service.stop(service.fatal_reason, fatal=True)
             print(f"adwd: stopped: {service.fatal_reason}", file=sys.stderr, flush=True)

@@ -113,6 +113,19 @@ def tls_context(security: SecurityConfig) -> ssl.SSLContext | None:
     return context
 
 
+def reload_tls(context: ssl.SSLContext, security: SecurityConfig) -> None:
+    """Load the configured certificate and key again into the running context: new
+    handshakes present the new certificate, open connections keep theirs. On an
+    error the context keeps the previous pair (OpenSSL loads both or neither)."""
+    try:
+        context.load_cert_chain(security.tls_cert, security.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"Cannot reload the TLS certificate {security.tls_cert}: {exc}. The previous "
+            "certificate stays in use; fix the files and send SIGHUP again."
+        ) from exc
+
+
 def create_token(
     security: SecurityConfig,
     user_id: str,

@@ -161,7 +161,7 @@ def serve() -> Iterator[Callable[[Path], tuple[subprocess.Popen[str], int]]]:
         procs.append((proc, drain))
         for line in proc.stderr:
             sys.stderr.write(line)
-            found = re.search(r"serving ws://127\.0\.0\.1:(\d+)/ws/trigger", line)
+            found = re.search(r"serving wss?://127\.0\.0\.1:(\d+)/ws/trigger", line)
             if found:
                 drain.start()
                 return proc, int(found.group(1))

@@ -992,3 +992,45 @@ def test_client_library_and_cli_with_a_token(secure: Callable[..., Running]) -> 
         capture_output=True, text=True, timeout=TIMEOUT, env=env, check=False,
     )  # fmt: skip
     assert refused.returncode != 0
+
+
+def test_tls_certificate_reloads_on_sighup(
+    serve: Callable[[Path], tuple[Any, int]], tmp_path: Path
+) -> None:
+    import os
+    import shutil
+    import signal
+    import ssl
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    cert_a, key_a = _certificate(first)
+    cert_b, key_b = _certificate(second)
+    live_cert, live_key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    shutil.copy(cert_a, live_cert)
+    shutil.copy(key_a, live_key)
+    config = tmp_path / "adwd.toml"
+    config.write_text(
+        f'port = 0\ndata_dir = "{tmp_path / "d"}"\n\n[security]\n'
+        f'tls_cert = "{live_cert}"\ntls_key = "{live_key}"\n'
+    )
+    proc, port = serve(config)
+    url = f"wss://127.0.0.1:{port}/ws/trigger"
+
+    def accepted_by(cafile: Path) -> bool:
+        try:
+            Client(url, ssl=ssl.create_default_context(cafile=str(cafile))).close()
+        except ssl.SSLCertVerificationError:
+            return False
+        return True
+
+    assert accepted_by(cert_a)
+    assert not accepted_by(cert_b)
+    shutil.copy(cert_b, live_cert)
+    shutil.copy(key_b, live_key)
+    os.kill(proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + TIMEOUT
+    while not accepted_by(cert_b):  # the service reloads within its 0.5 s signal poll
+        assert time.monotonic() < deadline, "the certificate was not reloaded"
+    assert proc.poll() is None
