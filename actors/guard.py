@@ -203,6 +203,12 @@ class Guard:
                     rid,
                 )
             ]
+        if self.principal is not None:
+            # A refresh is a command like any other: a valid credential must not
+            # buy unlimited signing and audit writes.
+            refused = self._rate(str(message.__struct_config__.tag), now)
+            if refused is not None:
+                return self._limited(refused, "authenticate", rid, now)
         method, token, key_id, signature = _credential(message)
         nonce, self._nonce = self._nonce, None  # each challenge is answered once
         try:

@@ -228,3 +228,18 @@ def test_no_command_without_its_permission(steps: list[tuple[str, str]], limited
         assert (guard.principal is None) == (granted is None)
         if any(isinstance(e, sec.Close) for e in effects):
             break  # the actor drops everything after a close
+
+
+def test_refreshes_count_against_the_limits() -> None:
+    config = SecurityConfig(
+        methods=["token"],
+        token_keys=[SigningKey(kid="k", secret=SECRET)],
+        limits=Limits(enabled=True, commands_per_s=1, commands_burst=3),
+    )
+    guard = new_guard(config)
+    guard.start(0.0)
+    refresh = Authenticate(AuthenticateData(method="token", token=token(["admin"])))
+    guard.authenticate(refresh, 0.0)  # the first: not yet a principal, not limited
+    replies = [sent(guard.authenticate(refresh, 0.0))[0] for _ in range(5)]
+    assert [type(r).__name__ for r in replies].count("AuthResponse") == 3
+    assert replies[-1].data.code == "rate_limited"
