@@ -119,6 +119,23 @@ class Principal(Struct, frozen=True, kw_only=True):
         )
 
 
+def scope_of(p: Principal) -> Principal | None:
+    """The principal whose runs a connection sees, or None when it sees every run."""
+    restricted = p.workflow_types is not None or p.own_runs_only
+    return p if restricted and Permission.ADMIN not in p.permissions else None
+
+
+def sees(p: Principal, workflow_type: str, owner: str) -> bool:
+    """Whether ``p`` may read a run of ``workflow_type`` triggered by ``owner``."""
+    if Permission.ADMIN in p.permissions:
+        return True
+    if Permission.WORKFLOW_READ not in p.permissions:
+        return False
+    if p.workflow_types is not None and workflow_type not in p.workflow_types:
+        return False
+    return not p.own_runs_only or owner == p.user_id
+
+
 ANONYMOUS = Principal(user_id="anonymous", permissions=frozenset({Permission.ADMIN}))
 """The principal of every connection while authentication is off: today's behaviour."""
 

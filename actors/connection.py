@@ -151,10 +151,10 @@ class ConnectionActor(DispatchedActor):
                             me.tell(fire)
 
                     self._outbox.later(delay, tell)
-                case sec.GrantRead():
+                case sec.GrantRead(scope=scope):
                     # The resume the client asked for in its URL, now that it may read.
                     want = SubscribeData(since=self._since, epoch=self._epoch)
-                    self._outbox.grant_read(want, explicit=self._since is not None)
+                    self._outbox.grant_read(want, explicit=self._since is not None, scope=scope)
                 case sec.AuthFailure():
                     self._outbox.auth_failed()
         if self._guard is not None:

@@ -24,6 +24,7 @@ from adwd.actors.auth import (
     iso,
     new_nonce,
     required_permission,
+    scope_of,
 )
 from adwd.actors.limits import ConnectionLimits, PrincipalLimits, Refused
 from adwd.events.codec import encode
@@ -79,7 +80,10 @@ class Timer:
 
 @dataclass(frozen=True, slots=True)
 class GrantRead:
-    """The principal may read runs: bring the connection up to date, then live."""
+    """The principal may read runs: bring the connection up to date, then live.
+    ``scope``: only the runs that principal may see (None: every run)."""
+
+    scope: Principal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +141,12 @@ class Guard:
         return self.principal.user_id if self.principal else "anonymous"
 
     def may_read(self) -> bool:
-        """Whether runs may be delivered to this connection (every run: see docs)."""
-        return self.principal is not None and may_read_runs(self.principal)
+        """Whether runs may be delivered to this connection (those of its scope)."""
+        return self.principal is not None and self.principal.may(Permission.WORKFLOW_READ)
+
+    def scope(self) -> Principal | None:
+        """The principal whose runs this connection sees; None: every run."""
+        return scope_of(self.principal) if self.principal is not None else None
 
     def start(self, now: float) -> list[Effect]:
         """The connection is open: challenge it, or start its principal's timers."""
@@ -256,9 +264,9 @@ class Guard:
     def _permits(p: Principal, need: Permission, workflow_type: str | None) -> bool:
         if need == Permission.WORKFLOW_TRIGGER:
             return p.may(need, workflow_type)
-        if need in (Permission.WORKFLOW_CANCEL, Permission.WORKFLOW_READ):
-            # Runs carry no owner or type check at cancel and delivery yet: a principal
-            # limited to some types or its own runs is refused (closed, not open).
+        if need == Permission.WORKFLOW_CANCEL:
+            # A cancel names an adw_id; the run's type and owner are not checked there
+            # yet: a principal limited to some types or its own runs is refused.
             return p.may(need) and (Permission.ADMIN in p.permissions or not _restricted(p))
         return p.may(need)
 
@@ -371,7 +379,7 @@ class Guard:
         ]
         if not self.reading and self.may_read():
             self.reading = True
-            effects.append(GrantRead())
+            effects.append(GrantRead(self.scope()))
         return effects + self._expiry_timers(now)
 
     def _expiry_timers(self, now: float) -> list[Effect]:

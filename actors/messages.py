@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol
 
 from msgspec import Struct
 
+from adwd.actors.auth import Principal
 from adwd.events.domain import ResourceUsage, TriggerRejected
 from adwd.events.store import NewEvent
 from adwd.events.wire import CancelWorkflowData, LogLevel, SubscribeData, TriggerWorkflowData
@@ -50,8 +51,11 @@ class Outbox(Protocol):
     def open_unread(self) -> None:
         """Start reading the client's frames without delivering runs to it (yet)."""
 
-    def grant_read(self, want: SubscribeData, *, explicit: bool) -> None:
-        """Deliver runs from now on: catch the connection up (as ``catch_up``), then live."""
+    def grant_read(
+        self, want: SubscribeData, *, explicit: bool, scope: Principal | None = None
+    ) -> None:
+        """Deliver runs from now on: catch the connection up (as ``catch_up``), then live;
+        ``scope``: only the runs that principal may see (None: every run)."""
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection with ``code`` after what was sent."""

@@ -49,7 +49,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from adwd.actors.auth import Principal, sees
 from adwd.actors.wireview import wire_messages
+from adwd.events.domain import RunQueued
 from adwd.events.errors import CloseCode
 from adwd.events.store import StoredEvent
 
@@ -77,6 +79,7 @@ class _Conn:
     flusher: asyncio.Task[None] | None = None  # writes the backlog; None while it is empty
     high: int = WRITE_HIGH  # the transport's high-water mark: no writes above it
     readable: bool = True  # False: not (yet) allowed to read runs (docs/security.md)
+    scope: Principal | None = None  # a principal limited to some runs: only those
 
 
 class Router:
@@ -88,10 +91,20 @@ class Router:
         self.slow_disconnects = 0
         self._tasks: set[asyncio.Task[None]] = set()  # closes and flushers under way
         self._out: dict[_Conn, list[bytes]] = {}  # frames to write at the end of this hand-off
+        # Each run's (workflow_type, principal) as published since start: what a
+        # scoped connection may see (runs from before the start: none; closed).
+        self._runs: dict[str, tuple[str, str]] = {}
 
-    def add(self, connection_id: str, ws: ServerConnection, *, readable: bool = True) -> None:
+    def add(
+        self,
+        connection_id: str,
+        ws: ServerConnection,
+        *,
+        readable: bool = True,
+        scope: Principal | None = None,
+    ) -> None:
         """Register a connection, paused until its catch-up is done."""
-        conn = _Conn(ws, connection_id, readable=readable)
+        conn = _Conn(ws, connection_id, readable=readable, scope=scope)
         if ws.transport is not None:
             conn.high = ws.transport.get_write_buffer_limits()[1]
         self._conns[connection_id] = conn
@@ -144,7 +157,7 @@ class Router:
             # after broadcasts of higher seqs. Clients match replies by request_id.
             # A subscribe may have narrowed what it follows while these waited.
             wanted = follows is None or adw_id is None or adw_id in follows
-            if addressed or (seq > upto and wanted):
+            if addressed or (seq > upto and wanted and self._shown(conn, adw_id)):
                 self._queue(conn, frame)
         self._write_out()
 
@@ -176,6 +189,9 @@ class Router:
         """Deliver a committed batch, in seq order."""
         size = 0  # no connection gets more than all of it
         for stored in batch:
+            e = stored.event
+            if isinstance(e, RunQueued):
+                self._runs[e.adw_id] = (e.workflow_type, stored.principal)
             for target, adw_id, frame in wire_messages(stored):
                 size += len(frame)
                 if target is None:
@@ -184,6 +200,7 @@ class Router:
                         for c in self._conns.values()
                         if c.readable
                         and (c.follows is None or adw_id is None or adw_id in c.follows)
+                        and (c.scope is None or self._shown(c, adw_id))
                     ]
                     self._route(ready, stored.seq, frame, adw_id, addressed=False)
                 else:
@@ -217,11 +234,29 @@ class Router:
 
     # -- security (issue 13) -------------------------------------------------
 
-    def set_readable(self, connection_id: str, readable: bool) -> None:
-        """Allow (or stop) delivery of runs to a connection."""
+    def set_readable(
+        self, connection_id: str, readable: bool, scope: Principal | None = None
+    ) -> None:
+        """Allow (or stop) delivery of runs to a connection; ``scope``: only the runs
+        that principal may see."""
         conn = self._conns.get(connection_id)
         if conn is not None:
-            conn.readable = readable
+            conn.readable, conn.scope = readable, scope
+
+    def visible(self, connection_id: str) -> frozenset[str] | None:
+        """The adw_ids a scoped connection may see now (None: unscoped, every run)."""
+        conn = self._conns.get(connection_id)
+        if conn is None or conn.scope is None:
+            return None
+        scope = conn.scope
+        return frozenset(a for a, (t, owner) in self._runs.items() if sees(scope, t, owner))
+
+    def _shown(self, conn: _Conn, adw_id: str | None) -> bool:
+        """Whether a broadcast about ``adw_id`` may go to ``conn`` (its scope)."""
+        if conn.scope is None:
+            return True
+        run = self._runs.get(adw_id) if adw_id is not None else None
+        return run is not None and sees(conn.scope, *run)
 
     def send_readable(self, frames: Sequence[tuple[str, bytes]]) -> None:
         """Like send_each, to connections allowed to read runs only (the projector's)."""

@@ -30,7 +30,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
-from adwd.actors.auth import Authenticator, SecurityConfig
+from adwd.actors.auth import Authenticator, Principal, SecurityConfig
 from adwd.actors.base import Actor
 from adwd.actors.connection import ConnectionActor
 from adwd.actors.dispatch import Dispatcher
@@ -296,7 +296,12 @@ class TransportActor(Actor):
             )
         since, epoch = _resume_params(ws.request.path if ws.request else "")
         # paused until its catch-up is done; unreadable until the guard allows it
-        self._router.add(connection_id, ws, readable=guard is None or guard.may_read())
+        self._router.add(
+            connection_id,
+            ws,
+            readable=guard is None or guard.may_read(),
+            scope=guard.scope() if guard is not None else None,
+        )
         outbox = _LoopOutbox(self, connection_id)
         outbox.address = address
         assert self._dispatcher is not None
@@ -433,12 +438,14 @@ class _LoopOutbox:
         if not self.ready.done():
             self.ready.set_result(None)
 
-    def grant_read(self, want: SubscribeData, *, explicit: bool) -> None:
-        self._t._loop.call_soon_threadsafe(self._grant_read, want, explicit)
+    def grant_read(
+        self, want: SubscribeData, *, explicit: bool, scope: Principal | None = None
+    ) -> None:
+        self._t._loop.call_soon_threadsafe(self._grant_read, want, explicit, scope)
 
-    def _grant_read(self, want: SubscribeData, explicit: bool) -> None:
+    def _grant_read(self, want: SubscribeData, explicit: bool, scope: Principal | None) -> None:
         router = self._t._router
-        router.set_readable(self._cid, True)
+        router.set_readable(self._cid, True, scope)
         router.pause(self._cid)
         self._start(want, explicit, None)
 
@@ -468,6 +475,7 @@ class _LoopOutbox:
                     request_id=request_id,
                     readers=self._t._readers,
                     snapshot=self._t._snapshot,
+                    visible=self._t._router.visible(self._cid),
                 )
             finally:
                 if not self.ready.done():

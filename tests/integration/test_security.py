@@ -1034,3 +1034,39 @@ def test_tls_certificate_reloads_on_sighup(
     while not accepted_by(cert_b):  # the service reloads within its 0.5 s signal poll
         assert time.monotonic() < deadline, "the certificate was not reloaded"
     assert proc.poll() is None
+
+
+def test_scoped_principals_read_only_their_runs(secure: Callable[..., Running]) -> None:
+    server = secure()
+    admin = server.client()
+    login_key(admin, "admin", ADMIN_KEY)
+    # Limited to one workflow type, and to its own runs: each sees only those.
+    planner = server.client()
+    authenticate(
+        planner, "token", service_token(["workflow:read"], sub="planner", wft=["adw_plan_iso"])
+    )
+    own = server.client()
+    authenticate(
+        own, "token", service_token(["workflow:read", "workflow:trigger"], sub="own", own=True)
+    )
+    mine = own.trigger("adw_plan_iso", issue_number="11")["data"]["adw_id"]
+    plan = admin.trigger("adw_plan_iso", issue_number="12")["data"]["adw_id"]
+    build = admin.trigger("adw_build_iso", issue_number="13")["data"]["adw_id"]
+    for adw_id in (mine, plan, build):
+        admin.wait_terminal(adw_id)
+    planner.wait_terminal(plan)
+    planner.wait_terminal(mine)
+    own.wait_terminal(mine)
+    # The same again from the log, on a subscribe: still only what each may see.
+    for client in (planner, own):
+        client.send({"type": "subscribe", "request_id": "s", "data": {"since": 0}})
+        client.wait_for(lambda m: m["type"] == "subscribed")
+        client.send({"type": "ping", "request_id": "end"})
+        client.wait_for(lambda m: m.get("request_id") == "end" and m["type"] == "pong")
+
+    def runs_seen(client: Client) -> set[str]:
+        return {m["data"]["adw_id"] for m in client.seen if m["type"] == "status_update"}
+
+    assert runs_seen(planner) == {plan, mine}
+    assert runs_seen(own) == {mine}
+    assert runs_seen(admin) >= {mine, plan, build}
