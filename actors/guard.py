@@ -128,7 +128,11 @@ class Guard:
         # Authentication off: every connection is the anonymous admin (today's behaviour).
         self.principal: Principal | None = principal if authenticator is not None else ANONYMOUS
         self._limits = ConnectionLimits(config.limits) if config.limits_on else None
-        self._principal_limits = principal_limits if config.limits_on else None
+        # Per principal only with authentication: without it every connection is
+        # "anonymous", and one bucket for all would be a service-wide cap.
+        self._principal_limits = (
+            principal_limits if config.limits_on and authenticator is not None else None
+        )
         self._nonce: str | None = None
         self._failures = 0
         self._generation = 0  # of the principal's timers: a refresh makes old ones moot
