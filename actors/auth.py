@@ -125,15 +125,19 @@ def scope_of(p: Principal) -> Principal | None:
     return p if restricted and Permission.ADMIN not in p.permissions else None
 
 
-def sees(p: Principal, workflow_type: str, owner: str) -> bool:
-    """Whether ``p`` may read a run of ``workflow_type`` triggered by ``owner``."""
+def within(p: Principal, workflow_type: str, owner: str) -> bool:
+    """Whether a run of ``workflow_type`` triggered by ``owner`` is within ``p``'s grant
+    (its workflow types, its own runs); says nothing of the permission itself."""
     if Permission.ADMIN in p.permissions:
         return True
-    if Permission.WORKFLOW_READ not in p.permissions:
-        return False
     if p.workflow_types is not None and workflow_type not in p.workflow_types:
         return False
     return not p.own_runs_only or owner == p.user_id
+
+
+def sees(p: Principal, workflow_type: str, owner: str) -> bool:
+    """Whether ``p`` may read a run of ``workflow_type`` triggered by ``owner``."""
+    return p.may(Permission.WORKFLOW_READ) and within(p, workflow_type, owner)
 
 
 ANONYMOUS = Principal(user_id="anonymous", permissions=frozenset({Permission.ADMIN}))

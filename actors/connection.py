@@ -77,6 +77,13 @@ class _Fire(Struct, frozen=True):
     generation: int
 
 
+class _Within(Struct, frozen=True):
+    """ConnectionActor (to itself, from the loop): is a scoped cancel's run in scope?"""
+
+    cancel: CancelWorkflow
+    allowed: bool
+
+
 class ConnectionActor(DispatchedActor):
     """Decodes, validates and dispatches the frames of one connection, in order."""
 
@@ -188,9 +195,12 @@ class ConnectionActor(DispatchedActor):
                 self._stash.append(message)
             else:
                 self._on_inbound(message)
-        elif isinstance(message, _Replied):
-            for frame in message.frames:
-                self._outbox.send(frame)
+        elif isinstance(message, _Replied | _Within):
+            if isinstance(message, _Within):
+                self._cancel_checked(message.cancel, message.allowed)
+            else:
+                for frame in message.frames:
+                    self._outbox.send(frame)
             self._awaiting = False
             while self._stash and not self._awaiting:
                 self._on_inbound(self._stash.popleft())
@@ -280,7 +290,20 @@ class ConnectionActor(DispatchedActor):
             else:
                 self._scheduler.tell(Trigger(msg.data, self._cid, self._principal, msg.request_id))
         elif isinstance(msg, CancelWorkflow):
-            self._scheduler.tell(Cancel(msg.data, self._cid, self._principal, send, msg.request_id))
+            scope = self._guard.scope() if self._guard is not None else None
+            if scope is None:
+                self._scheduler.tell(
+                    Cancel(msg.data, self._cid, self._principal, send, msg.request_id)
+                )
+            else:  # is the run within the grant? the router knows; answer comes back
+                self._awaiting = True
+                me = self.actor_ref
+
+                def answer(allowed: bool, msg: CancelWorkflow = msg) -> None:
+                    with contextlib.suppress(pykka.ActorDeadError):
+                        me.tell(_Within(msg, allowed))
+
+                self._outbox.within(msg.data.adw_id, scope, answer)
         elif isinstance(msg, Subscribe):
             self._outbox.catch_up(msg.data, explicit=True, request_id=msg.request_id)
             return True
@@ -288,6 +311,13 @@ class ConnectionActor(DispatchedActor):
             rid = msg.request_id
             self._ask(self._projector, lambda reply: QueueStatusAsked(self._cid, rid, reply))
         return False
+
+    def _cancel_checked(self, msg: CancelWorkflow, allowed: bool) -> None:
+        if allowed:
+            send = self._outbox.send
+            self._scheduler.tell(Cancel(msg.data, self._cid, self._principal, send, msg.request_id))
+        elif self._guard is not None:
+            self._apply(self._guard.cancel_refused(msg.data.adw_id, msg.request_id))
 
     def _inject(self, target: str) -> None:
         """Test-only (``fault_injection``): make the named actor raise."""

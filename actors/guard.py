@@ -268,10 +268,6 @@ class Guard:
     def _permits(p: Principal, need: Permission, workflow_type: str | None) -> bool:
         if need == Permission.WORKFLOW_TRIGGER:
             return p.may(need, workflow_type)
-        if need == Permission.WORKFLOW_CANCEL:
-            # A cancel names an adw_id; the run's type and owner are not checked there
-            # yet: a principal limited to some types or its own runs is refused.
-            return p.may(need) and (Permission.ADMIN in p.permissions or not _restricted(p))
         return p.may(need)
 
     def _rate(self, message_type: str, now: float) -> Refused | None:
@@ -283,6 +279,21 @@ class Guard:
             if refused is not None:
                 self._limits.refused(now)
         return refused
+
+    def cancel_refused(self, adw_id: str, rid: str | None) -> list[Effect]:
+        """A scoped principal's cancel of a run outside its grant (or unknown to it)."""
+        return [
+            _error(
+                ErrorCode.FORBIDDEN,
+                f"{self.user_id!r} may not cancel {adw_id!r}: it is not one of the runs its "
+                "grant covers (its workflow types, or its own runs).",
+                rid,
+                {"permission": Permission.WORKFLOW_CANCEL.value, "adw_id": adw_id},
+            ),
+            self._audit_denied(
+                "forbidden", "cancel_workflow", permission=Permission.WORKFLOW_CANCEL.value
+            ),
+        ]
 
     def _limited(
         self, refused: Refused, message_type: str, rid: str | None, now: float

@@ -63,6 +63,9 @@ class Outbox(Protocol):
     def later(self, delay: float, callback: Callable[[], None]) -> None:
         """Call ``callback`` (on the loop thread) after ``delay`` seconds."""
 
+    def within(self, adw_id: str, scope: Principal, answer: Callable[[bool], None]) -> None:
+        """Call ``answer`` (on the loop) with whether run ``adw_id`` is within ``scope``."""
+
     def auth_failed(self) -> None:
         """Count a failed authentication against the client's address."""
 

@@ -49,7 +49,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from adwd.actors.auth import Principal, sees
+from adwd.actors.auth import Principal, sees, within
 from adwd.actors.wireview import wire_messages
 from adwd.events.domain import RunQueued
 from adwd.events.errors import CloseCode
@@ -250,6 +250,11 @@ class Router:
             return None
         scope = conn.scope
         return frozenset(a for a, (t, owner) in self._runs.items() if sees(scope, t, owner))
+
+    def within(self, adw_id: str, scope: Principal) -> bool:
+        """Whether the run ``adw_id`` is within ``scope``'s grant (a scoped cancel)."""
+        run = self._runs.get(adw_id)
+        return run is not None and within(scope, *run)
 
     def _shown(self, conn: _Conn, adw_id: str | None) -> bool:
         """Whether a broadcast about ``adw_id`` may go to ``conn`` (its scope)."""

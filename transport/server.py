@@ -455,6 +455,10 @@ class _LoopOutbox:
     def later(self, delay: float, callback: Callable[[], None]) -> None:
         self._t._loop.call_soon_threadsafe(self._t._loop.call_later, delay, callback)
 
+    def within(self, adw_id: str, scope: Principal, answer: Callable[[bool], None]) -> None:
+        router = self._t._router
+        self._t._loop.call_soon_threadsafe(lambda: answer(router.within(adw_id, scope)))
+
     def auth_failed(self) -> None:
         guard = self._t._guard
         if guard is not None:

@@ -1070,3 +1070,23 @@ def test_scoped_principals_read_only_their_runs(secure: Callable[..., Running]) 
     assert runs_seen(planner) == {plan, mine}
     assert runs_seen(own) == {mine}
     assert runs_seen(admin) >= {mine, plan, build}
+
+
+def test_scoped_principals_cancel_only_their_runs(secure: Callable[..., Running]) -> None:
+    server = secure()
+    admin = server.client()
+    login_key(admin, "admin", ADMIN_KEY)
+    own = server.client()
+    perms = ["workflow:trigger", "workflow:cancel", "workflow:read"]
+    authenticate(own, "token", service_token(perms, sub="own", own=True))
+    theirs = admin.trigger("adw_sleep", adw_id="theirs01")["data"]["adw_id"]
+    mine = own.trigger("adw_sleep", adw_id="mine0001")["data"]["adw_id"]
+    own.send({"type": "cancel_workflow", "request_id": "c1", "data": {"adw_id": theirs}})
+    refused = own.wait_for(lambda m: m.get("request_id") == "c1")
+    assert refused["type"] == "error"
+    assert refused["data"]["code"] == "forbidden"
+    own.send({"type": "cancel_workflow", "request_id": "c2", "data": {"adw_id": mine}})
+    assert own.wait_for(lambda m: m.get("request_id") == "c2")["type"] == "cancel_response"
+    assert own.wait_terminal(mine)["data"]["cancelled"] is True
+    admin.send({"type": "cancel_workflow", "data": {"adw_id": theirs}})
+    admin.wait_terminal(theirs)
