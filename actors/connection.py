@@ -27,6 +27,8 @@ from typing import Any
 import pykka
 from msgspec import Struct
 
+from adwd.actors import guard as sec
+from adwd.actors.auth import ANY_TYPE
 from adwd.actors.base import InjectedFault
 from adwd.actors.board import SESSIONS, restart_of
 from adwd.actors.dispatch import DispatchedActor, Dispatcher
@@ -55,8 +57,11 @@ from adwd.events.store import NewEvent
 from adwd.events.wire import (
     ADW_ID_PATTERN,
     WORKFLOW_TYPE_PATTERN,
+    Authenticate,
     CancelWorkflow,
     CardMoved,
+    ClientAuthChallenge,
+    ClientMessage,
     ClientWorkflowLog,
     Error,
     ErrorData,
@@ -88,6 +93,20 @@ class _Replied(Struct, frozen=True):
     frames: list[bytes]
 
 
+class _Fire(Struct, frozen=True):
+    """ConnectionActor (to itself, from the loop): a security timer fired."""
+
+    kind: sec.TimerKind
+    generation: int
+
+
+class _Within(Struct, frozen=True):
+    """ConnectionActor (to itself, from the loop): is a scoped cancel's run in scope?"""
+
+    cancel: CancelWorkflow | TerminateWorkflow
+    allowed: bool
+
+
 class ConnectionActor(DispatchedActor):
     """Decodes, validates and dispatches the frames of one connection, in order."""
 
@@ -106,9 +125,12 @@ class ConnectionActor(DispatchedActor):
         workflow_types: frozenset[str],
         fault_injection: bool = False,
         telemetry: Telemetry | None = None,
+        guard: sec.Guard | None = None,
     ) -> None:
         super().__init__(dispatcher)
         self._received = telemetry.received if telemetry is not None else None  # /metrics
+        self._guard = guard  # None: security off, today's behaviour exactly
+        self._closed = False  # the guard closed the connection: ignore what follows
         self._cid = connection_id
         self._outbox = outbox
         self._since, self._epoch = since, epoch
@@ -125,19 +147,87 @@ class ConnectionActor(DispatchedActor):
 
     def on_start(self) -> None:
         """Bring the new connection up to date before it goes live."""
+        guard = self._guard
+        if guard is not None:
+            self._principal = guard.user_id
+            if not guard.may_read():  # not authenticated yet, or may not read runs
+                self._outbox.open_unread()
+                self._apply(guard.start(time.time()))
+                return
+            guard.reading = True
         want = SubscribeData(since=self._since, epoch=self._epoch)
         self._outbox.catch_up(want, explicit=self._since is not None, request_id=None)
+        if guard is not None:
+            self._apply(guard.start(time.time()))
+
+    # -- security (issue 13): carry out what the guard decides -----------------
+
+    def _apply(self, effects: list[sec.Effect]) -> None:
+        me = self.actor_ref
+        for effect in effects:
+            match effect:
+                case sec.Send(frame=frame):
+                    self._outbox.send(frame)
+                case sec.Close(code=code, reason=reason):
+                    self._closed = True
+                    self._outbox.close(code, reason)
+                case sec.Audit(event=event, user_id=user_id):
+                    new = NewEvent(connection_stream(self._cid), event, principal=user_id)
+                    with contextlib.suppress(pykka.ActorDeadError):
+                        self._event_log.tell(Append([new]))
+                case sec.Timer(kind=kind, delay=delay, generation=generation):
+                    fire = _Fire(kind, generation)
+
+                    def tell(fire: _Fire = fire) -> None:
+                        with contextlib.suppress(pykka.ActorDeadError):
+                            me.tell(fire)
+
+                    self._outbox.later(delay, tell)
+                case sec.GrantRead(scope=scope):
+                    # The resume the client asked for in its URL, now that it may read.
+                    want = SubscribeData(since=self._since, epoch=self._epoch)
+                    self._outbox.grant_read(want, explicit=self._since is not None, scope=scope)
+                case sec.AuthFailure():
+                    self._outbox.auth_failed()
+        if self._guard is not None:
+            self._principal = self._guard.user_id
+
+    def _guarded(self, msg: object, frame: bytes | str) -> bool:
+        """True if the guard lets ``msg`` through (security off: always)."""
+        guard = self._guard
+        if guard is None:
+            return True
+        now = time.time()
+        if isinstance(msg, Authenticate | ClientAuthChallenge):
+            self._apply(guard.authenticate(msg, now))
+            return False
+        tried = peek(frame)
+        workflow_type = msg.data.workflow_type if isinstance(msg, TriggerWorkflow) else None
+        if isinstance(msg, Recover | CardMoved | TicketNotification):
+            workflow_type = ANY_TYPE
+        rid = tried.request_id if isinstance(tried.request_id, str) else None
+        admitted, effects = guard.admit(str(tried.type), workflow_type, rid, now)
+        self._apply(effects)
+        return admitted
 
     def on_receive(self, message: object) -> object:
         """The connection's frames, in the order they arrived, and replies to it."""
-        if isinstance(message, Inbound):
-            if self._awaiting:
+        if isinstance(message, _Fire):
+            if self._guard is not None and not self._closed:
+                self._apply(self._guard.timer(message.kind, message.generation, time.time()))
+        elif isinstance(message, Inbound):
+            if self._closed:
+                pass  # the guard closed this connection; its last frames are dropped
+            elif self._awaiting:
                 self._stash.append(message)
             else:
                 self._on_inbound(message)
-        elif isinstance(message, _Replied):
-            for frame in message.frames:
-                self._outbox.send(frame)
+        elif isinstance(message, _Replied | _Within):
+            if isinstance(message, _Within):
+                self._cancel_checked(message.cancel, message.allowed)
+            else:
+                for frame in message.frames:
+                    self._outbox.send(frame)
             self._awaiting = False
             while self._stash and not self._awaiting:
                 self._on_inbound(self._stash.popleft())
@@ -208,16 +298,10 @@ class ConnectionActor(DispatchedActor):
 
     def _on_frame(self, frame: bytes | str) -> bool:
         """Handle a frame; True if it was a subscribe (whose catch-up resumes delivery)."""
-        send = self._outbox.send
-        try:
-            msg = decode_client(frame)
-        except ProtocolError as problem:
-            if self._received is not None:
-                self._received("invalid")
-            self._on_invalid(frame, problem)
+        msg = self._decoded(frame)
+        if msg is None or not self._guarded(msg, frame):
             return False
-        if self._received is not None:
-            self._received(str(msg.__struct_config__.tag))
+        send = self._outbox.send
         if isinstance(msg, Ping):
             request_id = msg.request_id or ""
             if self._faults and request_id.startswith(FAULT_PREFIX):
@@ -228,7 +312,9 @@ class ConnectionActor(DispatchedActor):
                 self._on_invalid(frame, self._unknown_workflow(msg.data.workflow_type))
             else:
                 self._scheduler.tell(Trigger(msg.data, self._cid, self._principal, msg.request_id))
-        elif isinstance(msg, CancelWorkflow | TerminateWorkflow | Recover | CardMoved):
+        elif isinstance(msg, CancelWorkflow | TerminateWorkflow):
+            self._cancel(msg)
+        elif isinstance(msg, Recover | CardMoved):
             self._scheduler.tell(self._command(msg))
         elif isinstance(msg, Subscribe):
             self._outbox.catch_up(msg.data, explicit=True, request_id=msg.request_id)
@@ -239,6 +325,35 @@ class ConnectionActor(DispatchedActor):
         elif isinstance(msg, RegisterSession | TicketNotification | ClientWorkflowLog):
             self._on_board(msg)
         return False
+
+    def _decoded(self, frame: bytes | str) -> ClientMessage | None:
+        """The frame as a message (counted for /metrics), or None once answered as invalid."""
+        try:
+            msg = decode_client(frame)
+        except ProtocolError as problem:
+            if self._received is not None:
+                self._received("invalid")
+            self._on_invalid(frame, problem)
+            return None
+        if self._received is not None:
+            self._received(str(msg.__struct_config__.tag))
+        return msg
+
+    def _cancel(self, msg: CancelWorkflow | TerminateWorkflow) -> None:
+        """A cancel or terminate; a scoped principal's only for runs within its grant."""
+        scope = self._guard.scope() if self._guard is not None else None
+        if scope is None:
+            self._scheduler.tell(self._command(msg))
+            return
+        # Is the run within the grant? The router knows; the answer comes back as a message.
+        self._awaiting = True
+        me = self.actor_ref
+
+        def answer(allowed: bool) -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                me.tell(_Within(msg, allowed))
+
+        self._outbox.within(msg.data.adw_id, scope, answer)
 
     def _command(self, msg: CancelWorkflow | TerminateWorkflow | Recover | CardMoved) -> object:
         """The scheduler's message for a command about runs."""
@@ -313,6 +428,12 @@ class ConnectionActor(DispatchedActor):
         """The connection closed: it leaves its board session."""
         SESSIONS.forget(self._cid)
 
+    def _cancel_checked(self, msg: CancelWorkflow | TerminateWorkflow, allowed: bool) -> None:
+        if allowed:
+            self._scheduler.tell(self._command(msg))
+        elif self._guard is not None:
+            self._apply(self._guard.cancel_refused(msg.data.adw_id, msg.request_id))
+
     def _inject(self, target: str) -> None:
         """Test-only (``fault_injection``): make the named actor raise."""
         kind, _, adw_id = target.partition(":")
@@ -347,6 +468,10 @@ class ConnectionActor(DispatchedActor):
         request_id = rid if isinstance(rid, str) and 0 < len(rid) <= 64 else None
         data = ErrorData(message=problem.message, code=problem.code, details=problem.details)
         self._outbox.send(encode(Error(data, request_id=request_id)))
+        if self._guard is not None:
+            self._apply(self._guard.invalid(time.time()))
+            if self._guard.principal is None:
+                return  # not authenticated: nothing of it reaches the scheduler
         if tried.type != "trigger_workflow":
             return
         data_in = tried.data if isinstance(tried.data, dict) else {}

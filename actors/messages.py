@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol
 
 from msgspec import Struct
 
+from adwd.actors.auth import Principal
 from adwd.events.domain import ResourceUsage, TriggerRejected
 from adwd.events.store import NewEvent, StoredEvent
 from adwd.events.wire import (
@@ -61,6 +62,29 @@ class Outbox(Protocol):
     def remove_adw(self, adw_id: str, done: Callable[[dict[str, Any]], None]) -> None:
         """Cancel an adw_id's runs and remove its work, as ``DELETE /api/adws/<adw_id>``
         does; then call ``done`` with that answer's body (from another thread)."""
+
+    # -- security (actors/guard.py): only called while security is on --------
+
+    def open_unread(self) -> None:
+        """Start reading the client's frames without delivering runs to it (yet)."""
+
+    def grant_read(
+        self, want: SubscribeData, *, explicit: bool, scope: Principal | None = None
+    ) -> None:
+        """Deliver runs from now on: catch the connection up (as ``catch_up``), then live;
+        ``scope``: only the runs that principal may see (None: every run)."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection with ``code`` after what was sent."""
+
+    def later(self, delay: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the loop thread) after ``delay`` seconds."""
+
+    def within(self, adw_id: str, scope: Principal, answer: Callable[[bool], None]) -> None:
+        """Call ``answer`` (on the loop) with whether run ``adw_id`` is within ``scope``."""
+
+    def auth_failed(self) -> None:
+        """Count a failed authentication against the client's address."""
 
 
 class QueueStatusAsked(Struct, frozen=True):

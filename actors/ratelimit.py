@@ -27,3 +27,10 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
+
+    def wait(self, now: float) -> float:
+        """Seconds until a token is there (0: one is there now). Takes nothing."""
+        if self.tokens < 0:
+            return 0.0
+        tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate

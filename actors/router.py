@@ -49,7 +49,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from adwd.actors.auth import Principal, sees, within
 from adwd.actors.wireview import wire_messages
+from adwd.events.domain import RunQueued
 from adwd.events.errors import CloseCode
 from adwd.events.store import StoredEvent
 
@@ -78,6 +80,8 @@ class _Conn:
     high: int = WRITE_HIGH  # the transport's high-water mark: no writes above it
     bytes_out: int = 0  # written to the transport (connection_quality's bandwidth)
     frames_out: int = 0
+    readable: bool = True  # False: not (yet) allowed to read runs (docs/security.md)
+    scope: Principal | None = None  # a principal limited to some runs: only those
 
 
 class Router:
@@ -92,15 +96,25 @@ class Router:
         # Messages handed to connections, by type (/metrics reads it on this loop too):
         # a plain dict, no lock, and one increment per frame and batch of recipients.
         self.sent: dict[bytes, int] = {}
+        # Each run's (workflow_type, principal) as published since start: what a
+        # scoped connection may see (runs from before the start: none; closed).
+        self._runs: dict[str, tuple[str, str]] = {}
 
     def _count(self, frame: bytes, recipients: int) -> None:
         # Every frame starts {"type":"<type>" (msgspec writes the tag first).
         kind = frame[9 : frame.find(b'"', 9)]
         self.sent[kind] = self.sent.get(kind, 0) + recipients
 
-    def add(self, connection_id: str, ws: ServerConnection) -> None:
+    def add(
+        self,
+        connection_id: str,
+        ws: ServerConnection,
+        *,
+        readable: bool = True,
+        scope: Principal | None = None,
+    ) -> None:
         """Register a connection, paused until its catch-up is done."""
-        conn = _Conn(ws, connection_id)
+        conn = _Conn(ws, connection_id, readable=readable, scope=scope)
         if ws.transport is not None:
             conn.high = ws.transport.get_write_buffer_limits()[1]
         self._conns[connection_id] = conn
@@ -153,7 +167,7 @@ class Router:
             # after broadcasts of higher seqs. Clients match replies by request_id.
             # A subscribe may have narrowed what it follows while these waited.
             wanted = follows is None or adw_id is None or adw_id in follows
-            if addressed or (seq > upto and wanted):
+            if addressed or (seq > upto and wanted and self._shown(conn, adw_id)):
                 self._queue(conn, frame)
         self._write_out()
 
@@ -201,13 +215,18 @@ class Router:
         """Deliver a committed batch, in seq order."""
         size = 0  # no connection gets more than all of it
         for stored in batch:
+            e = stored.event
+            if isinstance(e, RunQueued):
+                self._runs[e.adw_id] = (e.workflow_type, stored.principal)
             for target, adw_id, frame in wire_messages(stored):
                 size += len(frame)
                 if target is None:
                     ready = [
                         c
                         for c in self._conns.values()
-                        if c.follows is None or adw_id is None or adw_id in c.follows
+                        if c.readable
+                        and (c.follows is None or adw_id is None or adw_id in c.follows)
+                        and (c.scope is None or self._shown(c, adw_id))
                     ]
                     self._route(ready, stored.seq, frame, adw_id, addressed=False)
                 else:
@@ -239,6 +258,55 @@ class Router:
         if _open(conn.ws):
             self._write(conn, frames)
         self._spawn(conn.ws.close(CloseCode.INTERNAL_ERROR, "internal error; reconnect and resume"))
+
+    # -- security (issue 13) -------------------------------------------------
+
+    def set_readable(
+        self, connection_id: str, readable: bool, scope: Principal | None = None
+    ) -> None:
+        """Allow (or stop) delivery of runs to a connection; ``scope``: only the runs
+        that principal may see."""
+        conn = self._conns.get(connection_id)
+        if conn is not None:
+            conn.readable, conn.scope = readable, scope
+
+    def visible(self, connection_id: str) -> frozenset[str] | None:
+        """The adw_ids a scoped connection may see now (None: unscoped, every run)."""
+        conn = self._conns.get(connection_id)
+        if conn is None or conn.scope is None:
+            return None
+        scope = conn.scope
+        return frozenset(a for a, (t, owner) in self._runs.items() if sees(scope, t, owner))
+
+    def within(self, adw_id: str, scope: Principal) -> bool:
+        """Whether the run ``adw_id`` is within ``scope``'s grant (a scoped cancel)."""
+        run = self._runs.get(adw_id)
+        return run is not None and within(scope, *run)
+
+    def _shown(self, conn: _Conn, adw_id: str | None) -> bool:
+        """Whether a broadcast about ``adw_id`` may go to ``conn`` (its scope)."""
+        if conn.scope is None:
+            return True
+        run = self._runs.get(adw_id) if adw_id is not None else None
+        return run is not None and sees(conn.scope, *run)
+
+    def send_readable(self, frames: Sequence[tuple[str, bytes]]) -> None:
+        """Like send_each, to connections allowed to read runs only (the projector's)."""
+        self.send_each(
+            [(cid, f) for cid, f in frames if (c := self._conns.get(cid)) and c.readable]
+        )
+
+    def close(self, connection_id: str, code: int, reason: str) -> None:
+        """Close a connection with ``code`` after what is queued for it (the guard's)."""
+        conn = self._conns.pop(connection_id, None)
+        if conn is None:
+            return
+        self._write_out()  # what this hand-off queued for it goes first
+        frames = list(conn.backlog)
+        _discard(conn)
+        if frames and _open(conn.ws):
+            self._write(conn, frames)
+        self._spawn(conn.ws.close(code, reason))
 
     def send_each(self, frames: Sequence[tuple[str, bytes]]) -> None:
         """Send several frames, each to its connection (one loop hand-off for all)."""

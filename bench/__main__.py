@@ -2,7 +2,7 @@
 
 ``python -m bench [NAME ...]`` runs only the benchmarks named (latency,
 replay, ping_load, fanout, append, connections, burst, deflate, growth, restart,
-monitor_cost).
+monitor_cost, flood).
 ``ADWD_BENCH_QUICK=1`` makes every size small and every benchmark one round:
 the whole suite in a couple of minutes, to check that it works, not to quote.
 """
@@ -20,6 +20,7 @@ from bench import (
     connections,
     deflate,
     fanout,
+    flood,
     growth,
     latency,
     monitor_cost,
@@ -58,6 +59,7 @@ SUITE: dict[str, tuple[Callable[[], Rows], bool]] = {
     "growth": (growth.run, False),
     "restart": (restart.run, False),
     "monitor_cost": (monitor_cost.run, False),
+    "flood": (flood.run, False),
 }
 
 

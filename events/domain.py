@@ -324,6 +324,60 @@ class AlertResolved(DomainEvent, tag="alert_resolved", frozen=True):
     firing_s: float = 0.0  # how long it fired
 
 
+# -- security audit (issue 13; docs/security.md). Recorded while security is on.
+# Never a credential, a proof or a token: ids, outcomes and reasons only.
+
+
+class ConnectionOpened(DomainEvent, tag="connection_opened", frozen=True):
+    """A WebSocket connection was accepted (its principal if the handshake carried one)."""
+
+    connection_id: str
+    address: str
+    origin: str = ""
+    user_id: str = ""
+
+
+class ConnectionClosed(DomainEvent, tag="connection_closed", frozen=True):
+    """A connection ended, and how."""
+
+    connection_id: str
+    address: str
+    code: int | None = None
+    reason: str = ""
+
+
+class AuthAttempted(DomainEvent, tag="auth_attempted", frozen=True):
+    """An authentication attempt: on a connection or at a handshake."""
+
+    address: str
+    method: str
+    outcome: Literal["success", "failure"]
+    reason: str = ""  # a stable word (expired, bad_signature, ...) on failure
+    user_id: str = ""
+    connection_id: str = ""
+
+
+class AccessDenied(DomainEvent, tag="access_denied", frozen=True):
+    """A message or a connection was refused: not authenticated, not permitted,
+    over a limit (``limit`` and ``retry_after``), or cut for abuse."""
+
+    address: str
+    outcome: Literal["unauthenticated", "forbidden", "rate_limited", "disconnected"]
+    message_type: str = ""
+    permission: str = ""
+    limit: str = ""
+    retry_after: float | None = None
+    user_id: str = ""
+    connection_id: str = ""
+
+
+SECURITY_EVENTS: tuple[type[DomainEvent], ...] = (
+    ConnectionOpened,
+    ConnectionClosed,
+    AuthAttempted,
+    AccessDenied,
+)
+
 DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
     ServiceStarted,
     ServiceStopped,
@@ -344,6 +398,7 @@ DOMAIN_EVENTS: tuple[type[DomainEvent], ...] = (
     *ADW_EVENTS,
     AlertFired,
     AlertResolved,
+    *SECURITY_EVENTS,
 )
 AnyEvent = (
     ServiceStarted
@@ -368,6 +423,10 @@ AnyEvent = (
     | AdwDeleted
     | AlertFired
     | AlertResolved
+    | ConnectionOpened
+    | ConnectionClosed
+    | AuthAttempted
+    | AccessDenied
 )
 TERMINAL_EVENTS = (RunCompleted, RunFailed)
 

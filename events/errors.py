@@ -38,6 +38,10 @@ class CloseCode(enum.IntEnum):
     POLICY_VIOLATION = 1008
     INTERNAL_ERROR = 1011
     TRY_AGAIN_LATER = 1013  # too slow to keep up; resume from the last seq
+    # Security (docs/security.md): application codes, so a client can tell them apart.
+    UNAUTHENTICATED = 4401  # no valid authentication in time, too many failures, token expired
+    FORBIDDEN = 4403  # kept sending what its permissions do not allow
+    RATE_LIMITED = 4429  # kept sending past its limits or spent its error budget
 
 
 class AdwdError(Exception):

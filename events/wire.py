@@ -195,6 +195,42 @@ class GetQueueStatus(_Message, tag="get_queue_status", frozen=True):
     data: dict[str, Any] | None = None
 
 
+# -- authentication (issue 13; docs/security.md) -----------------------------
+
+AuthMethod = Literal["token", "oauth", "api_key"]
+Credential = Annotated[str, Meta(min_length=1, max_length=8192)]
+
+
+class AuthenticateData(_Data, frozen=True):
+    """A credential: ``token`` (token, oauth) or ``key_id`` and ``signature``
+    (api_key: hex HMAC-SHA256 of ``<challenge>:<connection_id>``)."""
+
+    method: AuthMethod
+    token: Credential | None = None
+    key_id: Annotated[str, Meta(max_length=64)] | None = None
+    signature: Annotated[str, Meta(max_length=128)] | None = None
+
+
+class Authenticate(_Message, tag="authenticate", frozen=True):
+    """Prove who the client is; answered by ``auth_response`` or ``error``."""
+
+    data: AuthenticateData
+
+
+class ClientAuthChallengeData(_Data, frozen=True):
+    """The spec's client-sent form: ``challenge`` holds the credential (a token,
+    or ``<key_id>:<signature>`` for api_key)."""
+
+    method: AuthMethod
+    challenge: Credential
+
+
+class ClientAuthChallenge(_Message, tag="auth_challenge", frozen=True):
+    """The spec's flow diagram form of ``authenticate``."""
+
+    data: ClientAuthChallengeData
+
+
 # --------------------------------------------------------------------------
 # Server -> client
 
@@ -367,8 +403,11 @@ class AuthChallengeData(_Data, frozen=True):
     """A challenge the client must answer to authenticate."""
 
     challenge: str
-    method: Literal["token", "oauth", "api_key"]
+    method: AuthMethod  # the first accepted method (the spec's single field)
     expires_in: float
+    methods: list[AuthMethod] = []  # every accepted method
+    connection_id: str = ""  # signed with the challenge by api_key clients
+    reason: Literal["connect", "retry", "expiring"] = "connect"
 
 
 class AuthResponseData(_Data, frozen=True):
@@ -878,6 +917,8 @@ ClientMessage = (
     | TerminateWorkflow
     | Recover
     | CardMoved
+    | Authenticate  # issue 13: authentication
+    | ClientAuthChallenge
     # issue 14: the board's own messages
     | RegisterSession
     | TicketNotification

@@ -8,11 +8,20 @@ audit trail is a fold of the log like any other view.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from adwd.events.domain import CancelRequested, RunQueued, TriggerDeduplicated, TriggerRejected
+from adwd.events.domain import (
+    AccessDenied,
+    AuthAttempted,
+    CancelRequested,
+    ConnectionClosed,
+    ConnectionOpened,
+    RunQueued,
+    TriggerDeduplicated,
+    TriggerRejected,
+)
 from adwd.events.store import StoredEvent
 
 
@@ -80,3 +89,69 @@ class AuditProjection:
         """The entries not yet saved; the projection forgets them."""
         taken, self.pending = self.pending, []
         return taken
+
+
+# -- the security trail (issue 13): connections, authentication, denials, commands --
+
+
+@dataclass(frozen=True)
+class SecurityEntry:
+    """One line of ``adwd audit --security``: who, from where, did what, with what outcome."""
+
+    seq: int
+    ts: float
+    principal: str
+    address: str
+    connection_id: str
+    action: str  # connect | disconnect | authenticate | <message type> | trigger_workflow ...
+    outcome: str  # opened | closed | success | failure | forbidden | rate_limited | accepted ...
+    reason: str
+
+
+def security_trail(events: Iterable[StoredEvent]) -> list[SecurityEntry]:
+    """Fold the log into the security trail, commands included (with their address,
+    from the connection they came on). A pure fold: the same log, the same trail."""
+    addresses: dict[str, str] = {}
+    trail: list[SecurityEntry] = []
+    for stored in events:
+        e = stored.event
+        cid, address, action, outcome, reason = "", "", "", "", ""
+        if isinstance(e, ConnectionOpened):
+            addresses[e.connection_id] = e.address
+            cid, action, outcome = e.connection_id, "connect", "opened"
+            reason = e.origin and f"origin {e.origin}"
+        elif isinstance(e, ConnectionClosed):
+            cid, action, outcome = e.connection_id, "disconnect", "closed"
+            reason = f"{e.code} {e.reason}".strip()
+        elif isinstance(e, AuthAttempted):
+            cid, address, action = e.connection_id, e.address, f"authenticate:{e.method}"
+            outcome, reason = e.outcome, e.reason
+        elif isinstance(e, AccessDenied):
+            cid, address, action = e.connection_id, e.address, e.message_type or "connection"
+            outcome, reason = e.outcome, e.permission or e.limit
+            if e.retry_after is not None:
+                reason += f" (retry after {e.retry_after:g} s)"
+        elif isinstance(e, RunQueued | TriggerDeduplicated | TriggerRejected):
+            cid, action, reason = e.connection_id or "", "trigger_workflow", e.adw_id
+            outcome = _TRIGGER_OUTCOMES.get(type(e), "rejected")
+        elif isinstance(e, CancelRequested):
+            cid, action, outcome = e.connection_id or "", "cancel_workflow", e.outcome
+            reason = e.adw_id
+        else:
+            continue
+        trail.append(
+            SecurityEntry(
+                stored.seq,
+                stored.ts,
+                stored.principal,
+                address or addresses.get(cid, ""),
+                cid,
+                action,
+                outcome,
+                reason,
+            )
+        )
+    return trail
+
+
+_TRIGGER_OUTCOMES: dict[type, str] = {RunQueued: "accepted", TriggerDeduplicated: "deduplicated"}

@@ -22,13 +22,15 @@ from adwd.actors.scheduler import SchedulerActor
 from adwd.actors.telemetry import Telemetry
 from adwd.actors.workflow import WorkflowActor
 from adwd.events.domain import SYSTEM_STREAM, ActorFailed, ServiceStarted, ServiceStopped
+from adwd.events.errors import AdwdError
 from adwd.events.store import EventStore, NewEvent, StoredEvent
 from adwd.projections.health import ALERT_TYPES, resolve_at_start, unresolved
 from adwd.projections.runs import RunsProjection
 from adwd.projections.views import ViewStore, catch_up
+from adwd.service import security
 from adwd.service.config import Config
 from adwd.service.recovery import recover_in_flight
-from adwd.transport.server import TransportActor
+from adwd.transport.server import TransportActor, TransportSecurity
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,19 @@ class Service:
         # This service's Prometheus metrics (GET /metrics).
         self.telemetry = Telemetry(version=_version())
         self._switched = False
+        self._tls: TransportSecurity | None = None
+
+    def reload_tls(self) -> None:
+        """SIGHUP: read the TLS certificate and key again (docs/security.md)."""
+        if self._tls is None or self._tls.ssl is None:
+            log.info("SIGHUP: no TLS configured, nothing to reload")
+            return
+        try:
+            security.reload_tls(self._tls.ssl, self.config.security)
+        except AdwdError as exc:
+            log.error("%s", exc)
+            return
+        log.info("TLS certificate reloaded from %s", self.config.security.tls_cert)
 
     @property
     def events_path(self) -> str:
@@ -111,6 +126,16 @@ class Service:
 
     def _start(self) -> None:
         cfg = self.config
+        # Safe by default (docs/security.md): refuse before anything is opened.
+        insecure = security.check_binding(cfg.host, cfg.security, cfg.insecure)
+        if insecure:
+            log.warning("%s", insecure)
+        transport_security = self._tls = TransportSecurity(
+            config=cfg.security,
+            authenticator=security.authenticator(cfg.security),
+            origins=security.origins(cfg.host, cfg.security),
+            ssl=security.tls_context(cfg.security),
+        )
         data = cfg.data_path
         data.mkdir(parents=True, exist_ok=True)
         store = self._store = EventStore(data / EVENTS_FILE)
@@ -203,6 +228,7 @@ class Service:
             quality_interval_s=cfg.monitor.quality_interval_s,
             ping_interval_s=cfg.monitor.ping_interval_s,
             ping_timeout_s=cfg.monitor.ping_timeout_s,
+            security=transport_security,
         )
         self.port = self._transport.proxy().port.get()
         if monitor is not None:
@@ -224,7 +250,15 @@ class Service:
             )
         # Workflows that report over HTTP or WebSocket learn where from their environment.
         self._scheduler.tell(Listening(host=cfg.host, port=self.port))
-        log.info("adwd listening on ws://%s:%d/ws/trigger (data in %s)", cfg.host, self.port, data)
+        scheme = "wss" if transport_security.ssl else "ws"
+        log.info(
+            "adwd listening on %s://%s:%d/ws/trigger (data in %s; authentication %s)",
+            scheme,
+            cfg.host,
+            self.port,
+            data,
+            ", ".join(cfg.security.methods) or "off",
+        )
 
     def _start_monitor(self, runs: RunsProjection) -> pykka.ActorRef[MonitorActor] | None:
         """The MonitorActor, seeded with the runs the log holds (None: monitoring off)."""

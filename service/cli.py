@@ -34,6 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
             "port": args.port,
             "data_dir": args.data_dir,
             "log_format": args.log_format,
+            "insecure": True if args.insecure else None,
         },
     )
     configure_logging(config.log_format)  # main() set up plain lines before the config was known
@@ -46,15 +47,21 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    reload = threading.Event()
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: reload.set())
     service = Service(config)
     service.start()
+    scheme = "wss" if config.security.tls_cert else "ws"
     print(
-        f"adwd: serving ws://{config.host}:{service.port}/ws/trigger "
+        f"adwd: serving {scheme}://{config.host}:{service.port}/ws/trigger "
         f"(event log {service.events_path}); Ctrl-C to stop",
         file=sys.stderr,
         flush=True,
     )
     while not stop.wait(0.5):
+        if reload.is_set():  # SIGHUP: the TLS certificate was renewed
+            reload.clear()
+            service.reload_tls()
         if service.fatal.is_set():
             service.stop(service.fatal_reason, fatal=True)
             print(f"adwd: stopped: {service.fatal_reason}", file=sys.stderr, flush=True)
@@ -279,10 +286,40 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _security_audit(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from adwd.service.audit import security_entries
+    from adwd.service.debug import format_ts
+
+    entries = security_entries(
+        _data_dir(args), principal=args.principal, address=args.address, outcome=args.outcome,
+        since=args.since, until=args.until, limit=args.limit,
+    )  # fmt: skip
+    if args.json:
+        for entry in entries:
+            _json_line(entry)
+        return 0
+    table = Table(box=None, pad_edge=False)
+    columns = ("seq", "time", "principal", "address", "connection", "action", "outcome", "reason")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(
+            _cell(e.seq), _cell(format_ts(e.ts), "dim"), _cell(e.principal), _cell(e.address),
+            _cell(e.connection_id), _cell(e.action), _cell(e.outcome), _cell(e.reason),
+        )  # fmt: skip
+    _console().print(table if entries else "no audit entries match")
+    return 0
+
+
 def _audit(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from adwd.service.debug import audit_entries, format_ts, open_views
+
+    if args.security or args.address or args.until:
+        return _security_audit(args)
 
     with open_views(_data_dir(args)) as views:
         entries = audit_entries(
@@ -326,6 +363,79 @@ def _backup(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- security commands: thin shells over service.security (docs/security.md) -----
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from adwd.service.config import load_config
+    from adwd.service.security import create_token
+
+    config = load_config(args.config)
+    token, expires_at = create_token(
+        config.security,
+        args.user,
+        args.permission,
+        ttl_s=args.ttl,
+        workflow_types=args.workflow_type,
+        own_runs_only=args.own_runs,
+    )
+    if args.json:
+        _json_line({"token": token, "user_id": args.user, "expires_at": expires_at})
+    else:
+        print(token)
+        print(f"adwd: token for {args.user!r}, expires {expires_at}", file=sys.stderr)
+    return 0
+
+
+def _key_create(args: argparse.Namespace) -> int:
+    import secrets
+
+    from adwd.actors.auth import api_key_hash
+
+    key = secrets.token_urlsafe(32)
+    print(f"key (give it to the client; adwd never stores it): {key}")
+    print("config (the key's hash):")
+    print("[[security.api_keys]]")
+    print(f'key_id = "{args.key_id}"')
+    print(f'sha256 = "{api_key_hash(key)}"')
+    print(f'user_id = "{args.user}"')
+    print(f"permissions = {list(args.permission)!r}".replace("'", '"'))
+    return 0
+
+
+def _add_security_commands(sub: Any) -> None:
+    from adwd.actors.auth import Permission
+
+    perms = [p.value for p in Permission]
+    token = sub.add_parser("token", help="service tokens (docs/security.md)")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="sign a token with the config's current key")
+    create.add_argument("--config", help="TOML config file with [security] (ADWD_CONFIG)")
+    create.add_argument("--user", required=True, help="the principal's user_id")
+    create.add_argument(
+        "--permission", action="append", required=True, choices=perms, metavar="PERM",
+        help=f"a permission (repeatable): {', '.join(perms)}",
+    )  # fmt: skip
+    create.add_argument("--ttl", type=float, metavar="S", help="seconds valid (token_ttl_s)")
+    create.add_argument(
+        "--workflow-type", action="append", metavar="TYPE",
+        help="only these workflow types (repeatable)",
+    )  # fmt: skip
+    create.add_argument("--own-runs", action="store_true", help="only runs it started")
+    create.add_argument("--json", action="store_true", help="one JSON object")
+    create.set_defaults(func=_token_create)
+    key = sub.add_parser("key", help="API keys (docs/security.md)")
+    key_sub = key.add_subparsers(dest="key_command", required=True)
+    key_create = key_sub.add_parser("create", help="a new API key and its config entry")
+    key_create.add_argument("--key-id", required=True, help="the key's id (for rotation)")
+    key_create.add_argument("--user", required=True, help="the principal's user_id")
+    key_create.add_argument(
+        "--permission", action="append", required=True, choices=perms, metavar="PERM",
+        help="a permission (repeatable)",
+    )  # fmt: skip
+    key_create.set_defaults(func=_key_create)
+
+
 def _store_options() -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--data-dir", help="where the service keeps its data (ADWD_DATA_DIR)")
@@ -360,9 +470,21 @@ def _add_debug_commands(sub: Any) -> None:
     audit = sub.add_parser("audit", parents=store, help="commands received and their outcome")
     audit.add_argument("--adw-id", help="only commands for this adw_id")
     audit.add_argument("--principal", help="only commands sent by this principal")
-    audit.add_argument("--outcome", choices=AUDIT_OUTCOMES, help="only this outcome")
+    audit.add_argument(
+        "--outcome",
+        metavar="OUTCOME",
+        help=f"only this outcome: {', '.join(AUDIT_OUTCOMES)}; with --security also opened, "
+        "closed, success, failure, unauthenticated, forbidden, rate_limited, disconnected",
+    )
     audit.add_argument("--since", metavar="TIME", help="only commands at or after this time")
     audit.add_argument("--limit", type=int, metavar="N", help="at most N entries (oldest first)")
+    audit.add_argument(
+        "--security", action="store_true",
+        help="the security trail: connections, authentication, denials, limits and commands, "
+        "with addresses (docs/security.md)",
+    )  # fmt: skip
+    audit.add_argument("--address", help="only this client address (implies --security)")
+    audit.add_argument("--until", metavar="TIME", help="only up to this time (implies --security)")
     audit.set_defaults(func=_audit)
 
 
@@ -382,6 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", choices=("plain", "json"),
         help="log lines on stderr: plain text or one JSON object each (ADWD_LOG_FORMAT)",
     )  # fmt: skip
+    serve.add_argument(
+        "--insecure", action="store_true",
+        help="listen beyond loopback without authentication (refused otherwise; docs/security.md)",
+    )  # fmt: skip
     serve.set_defaults(func=_serve)
     schema = sub.add_parser("schema", help="print the JSON Schema of the protocol")
     schema.set_defaults(func=_schema)
@@ -389,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub)
     _add_debug_commands(sub)
+    _add_security_commands(sub)
     backup = sub.add_parser(
         "backup", parents=[_store_options()], help="copy the event log (safe while serving)"
     )

@@ -3,6 +3,8 @@
 A thin shell over :mod:`transport.client` (WebSocket) and the HTTP read API.
 Where to connect: ``--url``, else ``$ADWD_URL``, else the config file's
 host and port (``--config`` or ``$ADWD_CONFIG``), else 127.0.0.1:8500.
+With authentication on, ``$ADWD_TOKEN`` holds the bearer token (an
+environment variable, not a flag: flags show in ``ps`` and shell history).
 """
 
 from __future__ import annotations
@@ -49,10 +51,19 @@ def endpoints(url: str | None, config: str | None) -> tuple[str, str]:
     return ws, f"{'https' if secure else 'http'}://{parts.netloc}"
 
 
+def token() -> str | None:
+    """The bearer token of ``$ADWD_TOKEN`` (docs/security.md), if set."""
+    return os.environ.get("ADWD_TOKEN") or None
+
+
 def get_json(base: str, path: str) -> Any:
     """GET a JSON document from the service's HTTP read API."""
+    bearer = token()
+    request = urllib.request.Request(
+        base + path, headers={"Authorization": f"Bearer {bearer}"} if bearer else {}
+    )
     try:
-        with urllib.request.urlopen(base + path, timeout=10) as reply:
+        with urllib.request.urlopen(request, timeout=10) as reply:
             return json.loads(reply.read())
     except urllib.error.HTTPError as exc:
         with exc:
@@ -73,7 +84,7 @@ async def trigger(args: argparse.Namespace, ws_url: str) -> int:
 
     console = Console(stderr=args.json)
     try:
-        async with AdwdClient(ws_url) as client:
+        async with AdwdClient(ws_url, token=token()) as client:
             try:
                 response = await client.trigger(
                     args.workflow_type,
@@ -136,7 +147,7 @@ async def cancel(args: argparse.Namespace, ws_url: str) -> int:
     from adwd.transport.client import AdwdClient, ConnectFailed
 
     try:
-        async with AdwdClient(ws_url) as client:
+        async with AdwdClient(ws_url, token=token()) as client:
             answer = await client.cancel(args.adw_id, args.reason)
     except ConnectFailed as exc:
         raise Unreachable(
@@ -219,7 +230,7 @@ async def watch(args: argparse.Namespace, ws_url: str, base: str) -> int:
         status(argparse.Namespace(json=False), base)
         return EXIT_COMPLETED
     loop = asyncio.get_running_loop()
-    async with AdwdClient(ws_url) as client:
+    async with AdwdClient(ws_url, token=token()) as client:
         doc = await loop.run_in_executor(None, status_document, base)
         with Live(render_status(doc), refresh_per_second=4) as live:
             changes = client.messages()

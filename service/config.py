@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from adwd.actors.auth import SecurityConfig
 from adwd.actors.catalogue import DEFAULT_CATALOGUE, RetryPolicy, WorkflowSpec, check_template
 from adwd.actors.classify import BY_ID
 from adwd.actors.health import MonitorSettings
@@ -63,6 +64,10 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     stage_triggers: dict[str, str] = msgspec.field(default_factory=lambda: dict(STAGE_TRIGGERS))
     workflows: dict[str, WorkflowSpec] = {}
     monitor: MonitorSettings = MonitorSettings()  # [monitor]: sampling, health rules, alerts
+    # Security (docs/security.md). ``insecure``: listen beyond loopback without
+    # authentication (refused otherwise); only from the --insecure flag or the file.
+    security: SecurityConfig = SecurityConfig()
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         for name, spec in self.catalogue.items():
@@ -80,6 +85,9 @@ class Config(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
                     f"stage_triggers.{stage}: {workflow_type!r} is not a workflow type; "
                     f"use one of: {', '.join(sorted(known))}."
                 )
+        problems = self.security.problems()
+        if problems:
+            raise ConfigError(f"Invalid [security]: {'; '.join(problems)}.")
 
     @property
     def data_path(self) -> Path:

@@ -92,8 +92,12 @@ async def catch_up(
     request_id: str | None,
     readers: Readers,
     snapshot: Snapshot,
+    visible: frozenset[str] | None = None,
 ) -> None:
-    """Send what the connection missed (or the current state), then go live."""
+    """Send what the connection missed (or the current state), then go live.
+
+    ``visible``: the only runs this connection may see (a scoped principal,
+    docs/security.md); None: every run."""
     loop = asyncio.get_running_loop()
 
     def off_loop(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -104,6 +108,9 @@ async def catch_up(
         # where it is (the filter may change), with no gap and no duplicate.
         want = msgspec.structs.replace(want, since=router.cursor(connection_id), epoch=None)
     adw_ids = frozenset(want.adw_ids) if want.adw_ids is not None else None
+    # What is sent: what the client asked for, within what it may see; what it
+    # follows live stays what it asked for (the router applies its scope).
+    shown = adw_ids if visible is None else (visible if adw_ids is None else adw_ids & visible)
     upto = 0
     store: EventStore | None = None
     in_flight: concurrent.futures.Future[Any] | None = None
@@ -122,7 +129,7 @@ async def catch_up(
         if why is None:
             upto, frames = int(want.since or 0), []
         else:
-            upto, frames = await off_loop(snapshot, adw_ids)
+            upto, frames = await off_loop(snapshot, shown)
         if explicit:
             data = SubscribedData(
                 epoch=epoch,
@@ -136,7 +143,7 @@ async def catch_up(
         # Read on only while the client is there: a big log is not read for nobody.
         while live and (chunk := await reading(_read, store, upto)):
             upto = chunk[-1].seq
-            live = await router.send_frames(connection_id, replay_frames(chunk, adw_ids))
+            live = await router.send_frames(connection_id, replay_frames(chunk, shown))
     except StoreError:
         pass  # no log yet: nothing to catch up on
     finally:

@@ -31,6 +31,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from adwd.events.codec import decode_server, encode
 from adwd.events.errors import ErrorCode
 from adwd.events.wire import (
+    AuthChallenge,
     CancelResponseData,
     CancelWorkflow,
     CancelWorkflowData,
@@ -48,6 +49,7 @@ from adwd.events.wire import (
 )
 from adwd.transport.client_queue import Command, CommandKind, CommandQueue
 from adwd.transport.client_stream import (
+    AuthenticationRequired,
     ClientClosed,
     ClientError,
     ConnectFailed,
@@ -67,6 +69,7 @@ from adwd.transport.client_stream import (
 
 __all__ = [
     "AdwdClient",
+    "AuthenticationRequired",
     "ClientClosed",
     "ClientError",
     "ConnectFailed",
@@ -83,6 +86,7 @@ DEFAULT_URL = "ws://127.0.0.1:8500/ws/trigger"
 MAX_FRAME = 1024 * 1024  # the server closes the connection on larger frames
 MAX_INBOUND = 16 * 1024 * 1024
 _OPEN_ERRORS = (OSError, TimeoutError, WebSocketException)
+_closing: set[asyncio.Task[None]] = set()  # closes started from a frame handler
 
 
 class AdwdClient:
@@ -100,11 +104,14 @@ class AdwdClient:
         open_timeout_s: float = 10.0,
         queue_size: int = 10_000,
         history_size: int = 1_000,
+        token: str | None = None,
     ) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("ws", "wss") or not parts.netloc:
             raise ValueError(f"Not a WebSocket URL: {url!r}. Use ws://HOST:PORT/ws/trigger.")
         self._url = url
+        # A bearer token (docs/security.md), sent at every (re)connect's handshake.
+        self._headers = {"Authorization": f"Bearer {token}"} if token else None
         self._heartbeat_s = heartbeat_s
         self._pong_timeout_s = pong_timeout_s
         self._backoff_initial_s = backoff_initial_s
@@ -320,6 +327,7 @@ class AdwdClient:
             open_timeout=self._open_timeout_s,
             close_timeout=self._pong_timeout_s,
             max_size=MAX_INBOUND,
+            additional_headers=self._headers,
         )
 
     async def _run(self, ws: ClientConnection | None) -> None:
@@ -422,11 +430,34 @@ class AdwdClient:
 
     # -- inbound -----------------------------------------------------------
 
+    def _refused(self, reason: str) -> None:
+        """The service wants authentication: end every command and iterator with
+        AuthenticationRequired, and close (reconnecting would not help)."""
+        if reason == "expiring":
+            what = "The token is about to expire: create the client again with a fresh token."
+        elif self._headers is None:
+            what = "The service requires authentication: pass token=... (docs/security.md)."
+        else:
+            what = "The service did not accept the token: pass a valid one."
+        error = AuthenticationRequired(what)
+        self._pending.fail_all(error)
+        for feed in self._feeds:
+            feed.finish(error)
+        self._feeds.clear()
+        task = asyncio.get_running_loop().create_task(self.close())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
     def _on_frame(self, frame: str | bytes) -> None:
         try:
             message = decode_server(frame)
         except msgspec.DecodeError as exc:  # a message type newer than this client
             log.debug("ignoring a server message: %s", exc)
+            return
+        if isinstance(message, AuthChallenge):
+            # Sent only to a connection that did not authenticate at the handshake
+            # (and before a token expires): this client authenticates only there.
+            self._refused(message.data.reason)
             return
         if isinstance(message, Pong) and (message.request_id or "").startswith("hb-"):
             pong = self._heartbeats.get(message.request_id or "")

@@ -42,6 +42,11 @@ class ClientClosed(ClientError):
     """The client was closed: pending commands and ``follow()`` end with this."""
 
 
+class AuthenticationRequired(ClientError):
+    """The service asks for authentication this client cannot give: pass a
+    ``token`` (docs/security.md). Pending commands and ``follow()`` end with it."""
+
+
 class RequestTimeout(ClientError, TimeoutError):
     """No reply within ``request_timeout_s`` (offline time included)."""
 

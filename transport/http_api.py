@@ -122,6 +122,8 @@ class Backend:
     read: Read
     route: Route
     board: Board | None = None  # None: the board's REST calls are not served
+    # Security (docs/security.md): a refusal of a GET of the read API, or None to answer it.
+    authorize: Callable[[HttpRequest], Reply | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +386,9 @@ async def _answer(request: HttpRequest, backend: Backend, local: bool) -> Reply:
                 f"{path} is a WebSocket endpoint: open a WebSocket to it (Upgrade: websocket).",
                 (("Upgrade", "websocket"),),
             )
+        denied = backend.authorize(request) if backend.authorize else None
+        if denied is not None:
+            return denied
         return await backend.read(path)
     if method == "POST" and (path in UPDATE_PATHS or path in AGENT_PATHS):
         return await _update(request, backend.route, local)

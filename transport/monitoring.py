@@ -123,14 +123,15 @@ class Followers:
         """A new sample: send its frames to the connections they are due to."""
         self.report = report
         now = self._clock()
-        out: list[tuple[str, bytes]] = []
+        out: list[tuple[str, bytes]] = []  # about the service: readers of runs only
+        own: list[tuple[str, bytes]] = []  # about the connection itself
         if report.changed:  # every health follower is due at once
             for f in self._follows.values():
                 f.next_health = 0.0
         items = list(self._follows.items())
         start = self._cursor % len(items) if items else 0
         for n, (cid, f) in enumerate(items[start:] + items[:start]):
-            if len(out) >= MAX_PER_REPORT:
+            if len(out) + len(own) >= MAX_PER_REPORT:
                 self._cursor = start + n
                 break
             if f.health_s > 0 and now >= f.next_health:
@@ -140,10 +141,14 @@ class Followers:
                 out.append((cid, report.performance_frame))
                 f.next_performance = now + f.performance_s
             if f.quality_s > 0 and now >= f.next_quality:
-                out.append((cid, self._quality(cid, f, now)))
+                own.append((cid, self._quality(cid, f, now)))
                 f.next_quality = now + f.quality_s
         if out:
-            self._router.send_each(out)
+            # With authentication on, a connection not (yet) allowed to read runs
+            # gets no news of the service either (router.send_readable).
+            self._router.send_readable(out)
+        if own:
+            self._router.send_each(own)
 
     def _quality(self, cid: str, f: _Follow, now: float) -> bytes:
         """Assess the connection since its last assessment; the connection_quality frame."""

@@ -13,11 +13,14 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 import secrets
+import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, cast
@@ -25,22 +28,27 @@ from typing import Any, cast
 import pykka
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
+from adwd.actors.auth import Authenticator, Principal, SecurityConfig
 from adwd.actors.base import Actor
 from adwd.actors.connection import ConnectionActor
 from adwd.actors.dispatch import Dispatcher
-from adwd.actors.messages import Inbound, RouteOutcome
+from adwd.actors.guard import Guard
+from adwd.actors.messages import Append, Inbound, RouteOutcome
 from adwd.actors.monitor import Report
 from adwd.actors.router import Router
 from adwd.actors.telemetry import CONTENT_TYPE, Telemetry
+from adwd.events import domain
 from adwd.events.codec import encode
 from adwd.events.errors import AdwdError, CloseCode, ErrorCode
-from adwd.events.store import StoredEvent
+from adwd.events.store import NewEvent, StoredEvent
 from adwd.events.wire import Error, ErrorData, SubscribeData
 from adwd.transport.board_api import BoardCall
 from adwd.transport.board_rest import BoardRest
 from adwd.transport.catchup import Readers, catch_up
 from adwd.transport.deflate import DEFAULT_MIN_SIZE, server_extensions
+from adwd.transport.handshake import HandshakeGuard, select_subprotocol
 from adwd.transport.http_api import Backend, HttpAwareConnection, Reply, Unavailable, error
 from adwd.transport.monitoring import Followers, interval_params
 
@@ -80,8 +88,12 @@ class TransportActor(Actor):
         quality_interval_s: float = 0.0,
         ping_interval_s: float = 20.0,
         ping_timeout_s: float = 20.0,
+        security: TransportSecurity | None = None,
     ) -> None:
         super().__init__()
+        # Security (docs/security.md): None keeps today's behaviour (loopback, no auth).
+        self._security = security or TransportSecurity()
+        self._guard: HandshakeGuard | None = None
         self._host = host
         self._port = port
         self._scheduler = scheduler
@@ -139,11 +151,18 @@ class TransportActor(Actor):
         self.port = self._server.sockets[0].getsockname()[1]
         self._event_log.proxy().subscribe(self._publish, first=True).get()
         loop, router = self._loop, self._router
+        # send_readable: nothing of the runs to a connection that may not read them.
         self._projector.proxy().attach(
-            lambda frames: loop.call_soon_threadsafe(router.send_each, frames)
+            lambda frames: loop.call_soon_threadsafe(router.send_readable, frames)
         ).get()
 
     async def _listen(self) -> Server:
+        sec = self._security
+        if sec.config.auth_on or sec.config.limits_on:
+            self._guard = HandshakeGuard(sec.config, sec.authenticator, self._audit)
+        extra: dict[str, Any] = {}
+        if self._guard is not None:
+            extra["process_request"] = self._guard.process_request
         return await serve(
             self._handle,
             self._host,
@@ -153,6 +172,9 @@ class TransportActor(Actor):
             ping_interval=self._ping_interval_s or None,
             ping_timeout=self._ping_timeout_s or None,
             max_size=1024 * 1024,
+            origins=sec.origins,
+            select_subprotocol=select_subprotocol,
+            ssl=sec.ssl,
             compression=None,  # permessage-deflate comes from self._extensions
             extensions=self._extensions,
             # Each connection's first request is read by http_api: a WebSocket upgrade
@@ -166,10 +188,20 @@ class TransportActor(Actor):
                         read=self._http_answer,
                         route=self._route_update,
                         board=self._board_rest.answer,  # the board's REST calls (issue 14)
+                        authorize=self._guard.authorize_http if self._guard else None,
                     ),
                 ),
             ),
+            **extra,
         )
+
+    # -- security (issue 13): audit events, the guard's outbox calls -----------
+
+    def _audit(self, event: domain.DomainEvent, connection_id: str, principal: str) -> None:
+        """Record a security event (loop thread; a tell, never a wait)."""
+        stream = domain.connection_stream(connection_id) if connection_id else domain.SYSTEM_STREAM
+        with contextlib.suppress(pykka.ActorDeadError):
+            self._event_log.tell(Append([NewEvent(stream, event, principal=principal)]))
 
     def _route_update(
         self, adw_id: str, message: object, token: str | None, local: bool
@@ -302,13 +334,31 @@ class TransportActor(Actor):
         }
 
     async def _handle(self, ws: ServerConnection) -> None:
-        connection_id = secrets.token_hex(6)
+        connection_id, guard, address = secrets.token_hex(6), None, ""
+        if self._guard is not None:
+            admitted = self._guard.admitted(ws)
+            connection_id, address = admitted.connection_id, admitted.address
+            guard = Guard(
+                config=self._security.config,
+                authenticator=self._guard.authenticator,
+                connection_id=connection_id,
+                address=address,
+                principal=admitted.principal,
+                principal_limits=self._guard.principal_limits,
+            )
         since, epoch = _resume_params(ws.request.path if ws.request else "")
-        self._router.add(connection_id, ws)  # paused until its catch-up is done
+        # paused until its catch-up is done; unreadable until the guard allows it
+        self._router.add(
+            connection_id,
+            ws,
+            readable=guard is None or guard.may_read(),
+            scope=guard.scope() if guard is not None else None,
+        )
         self._followers.add(
             connection_id, ws, interval_params(ws.request.path if ws.request else "")
         )
         outbox = _LoopOutbox(self, connection_id)
+        outbox.address = address
         assert self._dispatcher is not None
         # The connection's own actor: its frames, in order, and its principal.
         actor = ConnectionActor.start(
@@ -324,6 +374,7 @@ class TransportActor(Actor):
             workflow_types=self._workflow_types,
             fault_injection=self._fault_injection,
             telemetry=self._telemetry,
+            guard=guard,
         )
         try:
             # Commands wait until the connection is up to date: a run it triggers
@@ -357,6 +408,14 @@ class TransportActor(Actor):
             self._router.remove(connection_id)
             self._followers.remove(connection_id)
             actor.stop(block=False)  # after the frames already in its mailbox
+            if guard is not None:
+                ended = domain.ConnectionClosed(
+                    connection_id=connection_id,
+                    address=address,
+                    code=ws.close_code,
+                    reason=(ws.close_reason or "")[:200],
+                )
+                self._audit(ended, connection_id, guard.user_id)
 
     # -- shutdown, called from the service's thread through the proxy ------
 
@@ -411,6 +470,7 @@ class _LoopOutbox:
 
     def __init__(self, transport: TransportActor, cid: str) -> None:
         self._t, self._cid = transport, cid
+        self.address = ""  # the peer's, for limits on failed authentication
         self._last: asyncio.Task[None] | None = None
         self.ready: asyncio.Future[None] = transport._loop.create_future()  # first catch-up done
 
@@ -442,6 +502,42 @@ class _LoopOutbox:
         self._t._tasks.add(task)
         task.add_done_callback(self._t._task_done)
 
+    # -- security (actors/guard.py) --------------------------------------------
+
+    def open_unread(self) -> None:
+        self._t._loop.call_soon_threadsafe(self._open_unread)
+
+    def _open_unread(self) -> None:
+        self._t._router.resume(self._cid, 0)
+        if not self.ready.done():
+            self.ready.set_result(None)
+
+    def grant_read(
+        self, want: SubscribeData, *, explicit: bool, scope: Principal | None = None
+    ) -> None:
+        self._t._loop.call_soon_threadsafe(self._grant_read, want, explicit, scope)
+
+    def _grant_read(self, want: SubscribeData, explicit: bool, scope: Principal | None) -> None:
+        router = self._t._router
+        router.set_readable(self._cid, True, scope)
+        router.pause(self._cid)
+        self._start(want, explicit, None)
+
+    def close(self, code: int, reason: str) -> None:
+        self._t._loop.call_soon_threadsafe(self._t._router.close, self._cid, code, reason)
+
+    def later(self, delay: float, callback: Callable[[], None]) -> None:
+        self._t._loop.call_soon_threadsafe(self._t._loop.call_later, delay, callback)
+
+    def within(self, adw_id: str, scope: Principal, answer: Callable[[bool], None]) -> None:
+        router = self._t._router
+        self._t._loop.call_soon_threadsafe(lambda: answer(router.within(adw_id, scope)))
+
+    def auth_failed(self) -> None:
+        guard = self._t._guard
+        if guard is not None:
+            self._t._loop.call_soon_threadsafe(guard.auth_failed, self.address)
+
     def _start(self, want: SubscribeData, explicit: bool, request_id: str | None) -> None:
         chosen = (want.health_interval_s, want.performance_interval_s, want.quality_interval_s)
         self._t._followers.choose(self._cid, chosen)
@@ -459,6 +555,7 @@ class _LoopOutbox:
                     request_id=request_id,
                     readers=self._t._readers,
                     snapshot=self._t._snapshot,
+                    visible=self._t._router.visible(self._cid),
                 )
             finally:
                 if not self.ready.done():
@@ -467,6 +564,16 @@ class _LoopOutbox:
         task = self._last = self._t._loop.create_task(run())
         self._t._tasks.add(task)
         task.add_done_callback(self._t._task_done)
+
+
+@dataclass(frozen=True)
+class TransportSecurity:
+    """What the transport needs of the security config (service/security.py builds it)."""
+
+    config: SecurityConfig = field(default_factory=SecurityConfig)
+    authenticator: Authenticator | None = None
+    origins: Sequence[Origin | re.Pattern[str] | None] | None = None  # None: any origin
+    ssl: ssl.SSLContext | None = None
 
 
 def _resume_params(path: str) -> tuple[int | None, str | None]:

@@ -51,8 +51,9 @@ def test_the_type_lists_are_the_wire_unions() -> None:
     server = {_tag(cls) for cls in SERVER_MESSAGE_TYPES}
     assert len(client) == len(CLIENT_MESSAGE_TYPES)
     assert len(server) == len(SERVER_MESSAGE_TYPES)
-    # One type goes both ways: a board sends the workflow_log it shows (issue 14).
-    assert client & server == {"workflow_log"}
+    # Two tags go both ways: a board sends the workflow_log it shows (issue 14), and
+    # the spec's flow diagram has the client send auth_challenge with its credential.
+    assert client & server == {"workflow_log", "auth_challenge"}
 
 
 @pytest.mark.parametrize("cls", ALL_TYPES, ids=_tag)

@@ -27,13 +27,13 @@ TIMEOUT = 20.0
 class Client:
     """A real WebSocket client with helpers that wait on messages, never sleep."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, **connect_options: Any) -> None:
         self._stack = contextlib.ExitStack()
         # No receive limit: a test client often leaves messages unread, and with
         # websockets' flow control it then cannot see the closing handshake
         # (every such close used to wait out the 10 s close timeout).
         self.ws: ClientConnection = self._stack.enter_context(
-            connect(url, open_timeout=TIMEOUT, max_queue=None)
+            connect(url, open_timeout=TIMEOUT, max_queue=None, **connect_options)
         )
         self.seen: list[dict[str, Any]] = []  # everything received, in order
         self.unclaimed: list[dict[str, Any]] = []  # received, not yet returned by wait_for
@@ -101,8 +101,8 @@ class Running:
         self.url = f"ws://127.0.0.1:{service.port}/ws/trigger"
         self.clients: list[Client] = []
 
-    def client(self, path: str = "/ws/trigger") -> Client:
-        c = Client(f"ws://127.0.0.1:{self.service.port}{path}")
+    def client(self, path: str = "/ws/trigger", **connect_options: Any) -> Client:
+        c = Client(f"ws://127.0.0.1:{self.service.port}{path}", **connect_options)
         self.clients.append(c)
         return c
 
@@ -119,7 +119,7 @@ def test_config(data_dir: Path, **overrides: Any) -> Config:
     workflows = {"adw_sleep": WorkflowSpec(timeout_s=60)}
     workflows.update(overrides.pop("workflows", {}))
     return Config(
-        host="127.0.0.1",
+        host=overrides.pop("host", "127.0.0.1"),
         port=overrides.pop("port", 0),
         data_dir=str(data_dir),
         shutdown_grace_s=overrides.pop("shutdown_grace_s", 2.0),
@@ -170,7 +170,7 @@ def serve() -> Iterator[Callable[[Path], tuple[subprocess.Popen[str], int]]]:
         procs.append((proc, drain))
         for line in proc.stderr:
             sys.stderr.write(line)
-            found = re.search(r"serving ws://127\.0\.0\.1:(\d+)/ws/trigger", line)
+            found = re.search(r"serving wss?://127\.0\.0\.1:(\d+)/ws/trigger", line)
             if found:
                 drain.start()
                 return proc, int(found.group(1))

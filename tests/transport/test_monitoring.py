@@ -15,11 +15,17 @@ from adwd.transport.monitoring import Followers, interval_params
 
 
 class _Router:
-    def __init__(self) -> None:
+    """The two ways the router sends, recorded (the real one filters on readability)."""
+
+    def __init__(self, unreadable: frozenset[str] = frozenset()) -> None:
         self.sent: list[tuple[str, bytes]] = []
+        self.unreadable = unreadable
 
     def send_each(self, frames: Sequence[tuple[str, bytes]]) -> None:
         self.sent.extend(frames)
+
+    def send_readable(self, frames: Sequence[tuple[str, bytes]]) -> None:
+        self.sent.extend((cid, f) for cid, f in frames if cid not in self.unreadable)
 
 
 def _report(changed: bool = False) -> Report:
@@ -90,3 +96,13 @@ def test_intervals_from_the_url() -> None:
     assert interval_params("/ws/trigger?health=0&performance=2.5&quality=x") == (0.0, 2.5, None)
     assert interval_params("/ws?health=-1&performance=nan&quality=1e9") == (None, None, None)
     assert interval_params("/ws") == (None, None, None)
+
+
+def test_news_of_the_service_only_to_connections_that_may_read_runs() -> None:
+    clock = [100.0]
+    followers, router = _followers(clock)
+    router.unreadable = frozenset({"anonymous"})  # not authenticated yet
+    followers.add("reader", _ws(), (None, 10.0, None))
+    followers.add("anonymous", _ws(), (None, 10.0, None))
+    followers.update(_report())
+    assert sorted(router.sent) == [("reader", b"H"), ("reader", b"P")]

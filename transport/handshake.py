@@ -1,0 +1,243 @@
+"""The WebSocket handshake's security: limits per address, bearer tokens, no query tokens.
+
+websockets calls :meth:`HandshakeGuard.process_request` for each upgrade
+request, on the loop, before it accepts: a refusal here is an HTTP answer
+(401, 429, 503) and no WebSocket is ever opened. What it admits it
+remembers (connection id, address, principal) for the transport's handler
+to pick up; what it counted is released when the connection is lost,
+whether or not the upgrade went through. The decisions themselves are pure
+(actors/auth.py, actors/limits.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from adwd.actors.auth import (
+    PROTOCOL,
+    QUERY_CREDENTIALS,
+    Authenticator,
+    AuthFailed,
+    Principal,
+    SecurityConfig,
+    token_from_subprotocols,
+)
+from adwd.actors.guard import may_read_runs
+from adwd.actors.limits import AddressLimits, PrincipalLimits
+from adwd.events.domain import AccessDenied, AuthAttempted, ConnectionOpened, DomainEvent
+from adwd.events.errors import ErrorCode
+from adwd.transport.http_api import HttpRequest, Reply, error
+
+log = logging.getLogger(__name__)
+
+Audit = Callable[[DomainEvent, str, str], None]  # (event, connection id or "", principal)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """What the handshake learnt about a connection it let through."""
+
+    connection_id: str
+    address: str
+    principal: Principal | None
+
+
+def select_subprotocol(
+    _connection: ServerConnection, offered: Sequence[Subprotocol]
+) -> Subprotocol | None:
+    """``adwd.v1`` if the client offers it; never echo a bearer subprotocol."""
+    return Subprotocol(PROTOCOL) if PROTOCOL in offered else None
+
+
+def address_of(connection: ServerConnection) -> str:
+    """The peer's IP address ('' if unknown)."""
+    peer = connection.remote_address
+    return str(peer[0]) if peer else ""
+
+
+class HandshakeGuard:
+    """The security of every upgrade request (loop thread only)."""
+
+    def __init__(
+        self,
+        config: SecurityConfig,
+        authenticator: Authenticator | None,
+        audit: Audit,
+    ) -> None:
+        self.config = config
+        self.authenticator = authenticator
+        self.principal_limits = PrincipalLimits(config.limits)
+        self._addresses = AddressLimits(config.limits)
+        self._audit = audit
+        self._admitted: dict[ServerConnection, Admitted] = {}
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Refuse (an HTTP answer) or admit an upgrade request."""
+        address = address_of(connection)
+        now = time.monotonic()
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
+        if QUERY_CREDENTIALS & {name.lower() for name in query}:
+            self._audit(
+                AccessDenied(address=address, outcome="unauthenticated", limit="query_token"),
+                "",
+                "anonymous",
+            )
+            return self._refuse(
+                connection,
+                HTTPStatus.BAD_REQUEST,
+                "A credential in the URL is refused (URLs end up in logs): send it as "
+                "'Authorization: Bearer', as the adwd.bearer.<base64url> subprotocol, or in "
+                "an 'authenticate' message.",
+            )
+        if self.config.limits_on:
+            refused = self._addresses.admit(address, now)
+            if refused is not None:
+                self._audit(
+                    AccessDenied(
+                        address=address,
+                        outcome="rate_limited",
+                        limit=refused.limit,
+                        retry_after=refused.retry_after,
+                    ),
+                    "",
+                    "anonymous",
+                )
+                status = (
+                    HTTPStatus.SERVICE_UNAVAILABLE
+                    if refused.limit == "max_connections"
+                    else HTTPStatus.TOO_MANY_REQUESTS
+                )
+                response = self._refuse(
+                    connection,
+                    status,
+                    f"Too many connections ({refused.limit}); retry after "
+                    f"{refused.retry_after:g} s.",
+                )
+                response.headers["Retry-After"] = str(max(1, round(refused.retry_after)))
+                return response
+        self._release_on_close(connection, address, counted=self.config.limits_on)
+        cid = secrets.token_hex(6)
+        principal = None
+        if self.authenticator is not None:
+            try:
+                principal = self._bearer(request.headers)
+            except AuthFailed as failed:
+                self.auth_failed(address)
+                attempt = AuthAttempted(
+                    address=address, method="bearer", outcome="failure", reason=failed.reason
+                )
+                self._audit(attempt, cid, "anonymous")
+                response = self._refuse(connection, HTTPStatus.UNAUTHORIZED, failed.message)
+                response.headers["WWW-Authenticate"] = 'Bearer realm="adwd"'
+                return response
+            if principal is not None:
+                attempt = AuthAttempted(
+                    address=address,
+                    method=principal.method,
+                    outcome="success",
+                    user_id=principal.user_id,
+                    connection_id=cid,
+                )
+                self._audit(attempt, cid, principal.user_id)
+        self._admitted[connection] = Admitted(cid, address, principal)
+        origin = request.headers.get("Origin") or ""
+        user = principal.user_id if principal else ""
+        opened = ConnectionOpened(connection_id=cid, address=address, origin=origin, user_id=user)
+        self._audit(opened, cid, user or "anonymous")
+        return None
+
+    def admitted(self, connection: ServerConnection) -> Admitted:
+        """What the handshake admitted this connection as (forgotten once asked)."""
+        found = self._admitted.pop(connection, None)
+        return found or Admitted(secrets.token_hex(6), address_of(connection), None)
+
+    def auth_failed(self, address: str) -> None:
+        """A failed authentication from ``address`` (handshake or message)."""
+        if self.config.limits_on:
+            self._addresses.auth_failed(address, time.monotonic())
+
+    def authorize_http(self, request: HttpRequest) -> Reply | None:
+        """The read API (``GET /api/...``) with authentication on: a bearer token
+        whose principal may read runs. Probes (/livez, /readyz, /health) stay open."""
+        if self.authenticator is None or not request.path.startswith("/api/"):
+            return None
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return error(
+                HTTPStatus.UNAUTHORIZED,
+                ErrorCode.UNAUTHORIZED,
+                "The read API needs 'Authorization: Bearer <token>' (adwd token create, "
+                "or auth_response.token).",
+                (("WWW-Authenticate", 'Bearer realm="adwd"'),),
+            )
+        try:
+            principal = self.authenticator.verify_bearer(token.strip(), time.time())
+        except AuthFailed as failed:
+            return error(
+                HTTPStatus.UNAUTHORIZED,
+                ErrorCode.UNAUTHORIZED,
+                failed.message,
+                (("WWW-Authenticate", 'Bearer realm="adwd"'),),
+            )
+        if not may_read_runs(principal):
+            return error(
+                HTTPStatus.FORBIDDEN,
+                ErrorCode.FORBIDDEN,
+                f"{principal.user_id!r} may not read runs: it needs the 'workflow:read' "
+                "permission (for every workflow type).",
+            )
+        return None
+
+    def _bearer(self, headers: Headers) -> Principal | None:
+        """The principal of a bearer token in the headers, None if there is none."""
+        assert self.authenticator is not None
+        token = None
+        authorization = headers.get("Authorization")
+        if authorization is not None:
+            scheme, _, value = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                raise AuthFailed("malformed", "Use 'Authorization: Bearer <token>'.")
+            token = value.strip()
+        else:
+            offered = [
+                p.strip()
+                for value in headers.get_all("Sec-WebSocket-Protocol")
+                for p in value.split(",")
+            ]
+            token = token_from_subprotocols(offered)
+        if token is None:
+            return None
+        return self.authenticator.verify_bearer(token, time.time())
+
+    def _refuse(self, connection: ServerConnection, status: HTTPStatus, text: str) -> Response:
+        self._admitted.pop(connection, None)
+        return connection.respond(status, text + "\n")
+
+    def _release_on_close(self, connection: ServerConnection, address: str, counted: bool) -> None:
+        async def release() -> None:
+            try:
+                await connection.wait_closed()
+            finally:
+                if counted:
+                    self._addresses.closed(address, time.monotonic())
+                self._admitted.pop(connection, None)
+
+        task = asyncio.get_running_loop().create_task(release())
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+
+_pending: set[asyncio.Task[None]] = set()  # release tasks (asyncio keeps weak references)
