@@ -98,12 +98,23 @@ class Service:
         if self._tls is None or self._tls.ssl is None:
             log.info("SIGHUP: no TLS configured, nothing to reload")
             return
-        try:
-            security.reload_tls(self._tls.ssl, self.config.security)
-        except AdwdError as exc:
-            log.error("%s", exc)
-            return
-        log.info("TLS certificate reloaded from %s", self.config.security.tls_cert)
+        context, settings = self._tls.ssl, self.config.security
+
+        def reload() -> None:
+            try:
+                security.reload_tls(context, settings)
+            except AdwdError as exc:
+                log.error("%s", exc)
+                return
+            log.info("TLS certificate reloaded from %s", settings.tls_cert)
+
+        # On the loop's thread: OpenSSL's context is not changed under a handshake
+        # in progress (a client then saw the connection cut mid-handshake).
+        if self._transport is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                self._transport.proxy().on_loop(reload).get()
+                return
+        reload()
 
     @property
     def events_path(self) -> str:

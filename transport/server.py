@@ -314,6 +314,12 @@ class TransportActor(Actor):
             self._loop.call_soon_threadsafe(self._router.send_all, frame)
         self._shut_down(CloseCode.INTERNAL_ERROR, "service failed; reconnect shortly")
 
+    def on_loop(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the server's loop thread, between two handshakes (a TLS
+        reload must not change the context under one in progress)."""
+        with contextlib.suppress(RuntimeError):  # the loop closed: stopping
+            self._loop.call_soon_threadsafe(fn)
+
     def connection_count_fn(self) -> Callable[[], int]:
         """How the monitor and /metrics count connections from any thread (a dict's
         length: one atomic read under the GIL)."""
