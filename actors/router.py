@@ -50,6 +50,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from adwd.actors.auth import Principal, sees, within
+from adwd.actors.delivery import Delivery
 from adwd.actors.wireview import wire_messages
 from adwd.events.domain import RunQueued
 from adwd.events.errors import CloseCode
@@ -66,13 +67,8 @@ CHUNK = 2**16  # most bytes one write adds for a connection that is behind (whol
 class _Conn:
     ws: ServerConnection
     connection_id: str  # for log lines: the id the transport gave the connection
-    follows: frozenset[str] | None = None  # None: every run
-    # (seq, frame, addressed to this connection alone); None: live
-    buffer: list[tuple[int, bytes, bool, str | None]] | None = field(default_factory=list)
-    buffered: int = 0
-    pauses: int = 1  # catch-ups under way; live again at 0
-    upto: int = 0  # highest seq the catch-ups under way covered
-    cursor: int = 0  # the seq this connection has been brought up to
+    # What of the stream it gets, holds or drops: the pure core (actors/delivery.py).
+    delivery: Delivery = field(default_factory=Delivery)
     # Frames (encoded, not yet framed) waiting for the transport to drain, in order
     backlog: deque[bytes] = field(default_factory=deque)
     backlogged: int = 0  # their bytes
@@ -80,7 +76,6 @@ class _Conn:
     high: int = WRITE_HIGH  # the transport's high-water mark: no writes above it
     bytes_out: int = 0  # written to the transport (connection_quality's bandwidth)
     frames_out: int = 0
-    readable: bool = True  # False: not (yet) allowed to read runs (docs/security.md)
     scope: Principal | None = None  # a principal limited to some runs: only those
 
 
@@ -114,7 +109,7 @@ class Router:
         scope: Principal | None = None,
     ) -> None:
         """Register a connection, paused until its catch-up is done."""
-        conn = _Conn(ws, connection_id, readable=readable, scope=scope)
+        conn = _Conn(ws, connection_id, Delivery(readable=readable), scope=scope)
         if ws.transport is not None:
             conn.high = ws.transport.get_write_buffer_limits()[1]
         self._conns[connection_id] = conn
@@ -131,11 +126,8 @@ class Router:
     def pause(self, connection_id: str) -> None:
         """Buffer live messages for this connection (a catch-up is about to run)."""
         conn = self._conns.get(connection_id)
-        if conn is None:
-            return
-        if conn.buffer is None:
-            conn.buffer, conn.buffered = [], 0
-        conn.pauses += 1
+        if conn is not None:
+            conn.delivery.pause()
 
     def resume(
         self,
@@ -150,25 +142,11 @@ class Router:
         conn = self._conns.get(connection_id)
         if conn is None:
             return
-        if follows is not False:
-            conn.follows = None if follows is None else frozenset(follows)
-        conn.pauses = max(0, conn.pauses - 1)
-        conn.upto = max(conn.upto, upto)
-        conn.cursor = max(conn.cursor, upto)
-        if conn.pauses:
+        frames = conn.delivery.resume(upto, follows, lambda adw_id: self._shown(conn, adw_id))
+        if frames is None:
             return  # another catch-up (a subscribe during the first) is still running
-        pending, conn.buffer, conn.buffered = conn.buffer or [], None, 0
-        upto, conn.upto = conn.upto, 0
-        follows = conn.follows
-        for seq, frame, addressed, adw_id in pending:
-            # What every follower sees up to ``upto`` was sent by the catch-ups (as
-            # events or as state). Replies to this connection (trigger_response...)
-            # are never replayed, so each is delivered here exactly once: possibly
-            # after broadcasts of higher seqs. Clients match replies by request_id.
-            # A subscribe may have narrowed what it follows while these waited.
-            wanted = follows is None or adw_id is None or adw_id in follows
-            if addressed or (seq > upto and wanted and self._shown(conn, adw_id)):
-                self._queue(conn, frame)
+        for frame in frames:
+            self._queue(conn, frame)
         self._write_out()
 
     def traffic(self, connection_id: str) -> tuple[int, int, int]:
@@ -178,7 +156,11 @@ class Router:
             return 0, 0, 0
         transport = conn.ws.transport
         buffered = transport.get_write_buffer_size() if transport is not None else 0
-        return conn.bytes_out, conn.frames_out, buffered + conn.backlogged + conn.buffered
+        return (
+            conn.bytes_out,
+            conn.frames_out,
+            buffered + conn.backlogged + conn.delivery.held_bytes,
+        )
 
     def unsent_total(self) -> int:
         """Bytes waiting for every connection (transport buffers, backlogs, pause buffers)."""
@@ -187,7 +169,7 @@ class Router:
     def cursor(self, connection_id: str) -> int:
         """The seq a connection has been brought up to (0 if unknown)."""
         conn = self._conns.get(connection_id)
-        return conn.cursor if conn is not None else 0
+        return conn.delivery.cursor if conn is not None else 0
 
     async def send_frames(self, connection_id: str, frames: Sequence[bytes]) -> bool:
         """Send catch-up frames with backpressure (waits while the socket is full).
@@ -224,9 +206,7 @@ class Router:
                     ready = [
                         c
                         for c in self._conns.values()
-                        if c.readable
-                        and (c.follows is None or adw_id is None or adw_id in c.follows)
-                        and (c.scope is None or self._shown(c, adw_id))
+                        if c.delivery.wants(adw_id, shown=c.scope is None or self._shown(c, adw_id))
                     ]
                     self._route(ready, stored.seq, frame, adw_id, addressed=False)
                 else:
@@ -268,7 +248,7 @@ class Router:
         that principal may see."""
         conn = self._conns.get(connection_id)
         if conn is not None:
-            conn.readable, conn.scope = readable, scope
+            conn.delivery.readable, conn.scope = readable, scope
 
     def visible(self, connection_id: str) -> frozenset[str] | None:
         """The adw_ids a scoped connection may see now (None: unscoped, every run)."""
@@ -293,7 +273,7 @@ class Router:
     def send_readable(self, frames: Sequence[tuple[str, bytes]]) -> None:
         """Like send_each, to connections allowed to read runs only (the projector's)."""
         self.send_each(
-            [(cid, f) for cid, f in frames if (c := self._conns.get(cid)) and c.readable]
+            [(cid, f) for cid, f in frames if (c := self._conns.get(cid)) and c.delivery.readable]
         )
 
     def close(self, connection_id: str, code: int, reason: str) -> None:
@@ -322,14 +302,11 @@ class Router:
     ) -> None:
         self._count(frame, len(conns))
         for conn in conns:
-            if conn.buffer is None:
+            delivery = conn.delivery
+            if delivery.offer(seq, frame, adw_id, addressed=addressed):
                 self._queue(conn, frame)
-                conn.cursor = seq
-                continue
-            conn.buffer.append((seq, frame, addressed, adw_id))
-            conn.buffered += len(frame)
-            if conn.buffered + conn.backlogged > self._max_outbound:
-                self._drop_slow(conn, conn.buffered + conn.backlogged, "held back")
+            elif delivery.over(conn.backlogged, self._max_outbound):
+                self._drop_slow(conn, delivery.held_bytes + conn.backlogged, "held back")
 
     def _queue(self, conn: _Conn, frame: bytes) -> None:
         conn.frames_out += 1
@@ -467,7 +444,7 @@ class Router:
         # Frames never written are dropped whole: the close frame goes right
         # behind what the transport holds (its high-water mark and a chunk at most).
         _discard(conn)
-        conn.buffer, conn.buffered = [], 0
+        conn.delivery.drop()
         self.slow_disconnects += 1
         log.warning(
             "closing slow client %s: %d bytes %s, over the limit of %d",
