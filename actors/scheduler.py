@@ -98,7 +98,7 @@ class SchedulerActor(Actor):
         grace_s: float,
         recovered: list[RunQueued] | None = None,
         history: Mapping[str, Sequence[float]] | None = None,
-        known_requests: Sequence[RunQueued] = (),
+        known_requests: Sequence[RunQueued | TriggerDeduplicated | TriggerRejected] = (),
         card_stages: Mapping[str, str] | None = None,
         log_lines_per_s: float = 20.0,
         id_factory: Callable[[], str] = new_adw_id,

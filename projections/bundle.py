@@ -15,6 +15,7 @@ from adwd.projections.audit import AuditProjection
 from adwd.projections.lineage import LineageProjection
 from adwd.projections.metrics import MetricsProjection
 from adwd.projections.queue import QueueProjection
+from adwd.projections.requests import RequestsProjection
 from adwd.projections.runs import RunsProjection
 
 Handler = Callable[[StoredEvent, Any], None]
@@ -29,12 +30,20 @@ class Projections:
     queue: QueueProjection = field(default_factory=QueueProjection)
     audit: AuditProjection = field(default_factory=AuditProjection)
     lineage: LineageProjection = field(default_factory=LineageProjection)
+    requests: RequestsProjection = field(default_factory=RequestsProjection)
     seq: int = 0
 
     def __post_init__(self) -> None:
         self.queue.metrics = self.metrics  # typical durations are kept once, in metrics
         table: dict[type, list[Handler]] = {}
-        for part in (self.runs, self.metrics, self.queue, self.audit, self.lineage):
+        for part in (
+            self.runs,
+            self.metrics,
+            self.queue,
+            self.audit,
+            self.lineage,
+            self.requests,
+        ):
             for event_type, handler in part.handlers().items():
                 table.setdefault(event_type, []).append(handler)
         self._dispatch = {k: tuple(v) for k, v in table.items()}

@@ -32,6 +32,8 @@ from adwd.projections.lineage import (
     Outcomes,
 )
 from adwd.projections.metrics import RECENT, WINDOW, TypeMetrics
+from adwd.projections.requests import KEEP as REQUESTS_KEPT
+from adwd.projections.requests import Decision
 from adwd.projections.runs import KEEP_ENDED, RunView
 
 _RUN_COLUMNS = (
@@ -39,7 +41,7 @@ _RUN_COLUMNS = (
     "current_step", "message", "queued_ts", "started_ts", "ended_ts", "duration_s", "pid",
     "proc_start", "expected_s", "exit_code", "cancelled", "resource_usage", "request", "stage",
 )  # fmt: skip
-SCHEMA_VERSION = 4  # 3: runs.stage; 4: lineage and recovery_outcomes (projections/lineage.py)
+SCHEMA_VERSION = 5  # 3: runs.stage; 4: lineage, recovery_outcomes; 5: requests
 _AUDIT_COLUMNS = tuple(AuditEntry.__dataclass_fields__)
 _encode = msgspec.json.encode
 _usage = msgspec.json.Decoder(ResourceUsage | None)
@@ -103,6 +105,10 @@ class ViewStore:
         t("audit").create(audit, pk="seq", if_not_exists=True)
         t("audit").create_index(["adw_id"], if_not_exists=True)
         t("lineage").create({"adw_id": str, "data": str}, pk="adw_id", if_not_exists=True)
+        t("requests").create(
+            {"request_id": str, "seq": int, "decision": str}, pk="request_id", if_not_exists=True
+        )
+        t("requests").create_index(["seq"], if_not_exists=True)
         t("recovery_outcomes").create(
             {"error_class": str, "option": str, "tried": int, "completed": int},
             pk=("error_class", "option"),
@@ -127,6 +133,8 @@ class ViewStore:
         metrics.dirty = set()
         lineage = projections.lineage
         adw_ids, lineage.dirty = lineage.dirty, set()
+        requests = projections.requests
+        rids, requests.dirty = requests.dirty, set()
         try:
             with self._conn:
                 self._conn.executemany(
@@ -147,6 +155,15 @@ class ViewStore:
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO lineage VALUES (?, ?)",
                     [(a, _encode(_lineage_row(lineage, a)).decode()) for a in adw_ids],
+                )
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO requests VALUES (?, ?, ?)",
+                    [
+                        (rid, seq, _encode(decision).decode())
+                        for rid in rids
+                        if (kept := requests.decisions.get(rid)) is not None
+                        for seq, decision in (kept,)
+                    ],
                 )
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO recovery_outcomes VALUES (?, ?, ?, ?)",
@@ -208,6 +225,14 @@ class ViewStore:
                 deque(values[-RECENT:], maxlen=RECENT),
             )
         _load_lineage(self._conn, p)
+        decode = msgspec.json.Decoder(Decision).decode
+        for rid, seq, decision in reversed(
+            self._conn.execute(
+                "SELECT request_id, seq, decision FROM requests ORDER BY seq DESC LIMIT ?",
+                (REQUESTS_KEPT,),
+            ).fetchall()
+        ):
+            p.requests.decisions[rid] = (seq, decode(decision))
         return p
 
     def all_runs(self, limit: int = 5000) -> list[RunView]:
@@ -256,7 +281,8 @@ class ViewStore:
         """Forget every view (the log was restored or replaced)."""
         with self._conn:
             for table in (
-                "runs", "type_metrics", "audit", "lineage", "recovery_outcomes", "checkpoint",
+                "runs", "type_metrics", "audit", "lineage", "recovery_outcomes", "requests",
+                "checkpoint",
             ):  # fmt: skip
                 self._conn.execute(f"DELETE FROM {table}")
 

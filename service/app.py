@@ -208,7 +208,7 @@ class Service:
             grace_s=cfg.shutdown_grace_s,
             recovered=[view.request for view in runs.waiting()],
             history={name: m.durations for name, m in projections.metrics.types.items()},
-            known_requests=[view.request for view in runs.runs.values()],
+            known_requests=projections.requests.in_order(),
             card_stages=runs.card_stages(),
             log_lines_per_s=cfg.log_lines_per_s,
             fault_injection=cfg.fault_injection,

@@ -46,6 +46,7 @@ def histories(draw: st.DrawFn) -> list[DomainEvent]:
             RunQueued(
                 adw_id=adw_id, workflow_type=wt, logs_path="/l", connection_id=f"c{i % 3}",
                 covers=draw(st.none() | st.lists(st.sampled_from(["plan", "build"]), max_size=2)),
+                request_id=draw(st.sampled_from([None, f"q{i}", "q0"])),  # "q0": a re-send
                 recovers_class=recovering[0] if recovering else None,
                 recovery=recovering[1] if recovering else None,
             )
@@ -119,6 +120,7 @@ def _state(p: Projections) -> dict[str, Any]:
         "max_concurrent": p.queue.max_concurrent,
         "queue": p.queue.entries(now=1e12),
         "card_stages": p.runs.card_stages(),
+        "requests": list(p.requests.decisions.items()),
         "lineage": (
             p.lineage.completed,
             p.lineage.known,
