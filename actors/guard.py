@@ -461,14 +461,6 @@ class Guard:
         return [*effects, Close(code, reason)]
 
 
-def may_read_runs(p: Principal) -> bool:
-    """Whether ``p`` may read every run (delivery has no per-type or per-owner filter,
-    so a principal restricted to some types or its own runs may read none: closed)."""
-    return p.may(Permission.WORKFLOW_READ) and (
-        Permission.ADMIN in p.permissions or not _restricted(p)
-    )
-
-
 def _restricted(p: Principal) -> bool:
     return p.workflow_types is not None or p.own_runs_only
 

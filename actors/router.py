@@ -278,6 +278,11 @@ class Router:
         scope = conn.scope
         return frozenset(a for a, (t, owner) in self._runs.items() if sees(scope, t, owner))
 
+    def visible_to(self, scope: Principal) -> frozenset[str]:
+        """The adw_ids within ``scope``'s grant (its workflow types, its own runs): what
+        the HTTP read API shows that principal (its permission was checked before)."""
+        return frozenset(a for a, run in self._runs.items() if within(scope, *run))
+
     def within(self, adw_id: str, scope: Principal) -> bool:
         """Whether the run ``adw_id`` is within ``scope``'s grant (a scoped cancel)."""
         run = self._runs.get(adw_id)

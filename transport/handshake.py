@@ -30,11 +30,12 @@ from adwd.actors.auth import (
     QUERY_CREDENTIALS,
     Authenticator,
     AuthFailed,
+    Permission,
     Principal,
     SecurityConfig,
+    scope_of,
     token_from_subprotocols,
 )
-from adwd.actors.guard import may_read_runs
 from adwd.actors.limits import AddressLimits, PrincipalLimits
 from adwd.events.domain import AccessDenied, AuthAttempted, ConnectionOpened, DomainEvent
 from adwd.events.errors import ErrorCode
@@ -59,6 +60,19 @@ def select_subprotocol(
 ) -> Subprotocol | None:
     """``adwd.v1`` if the client offers it; never echo a bearer subprotocol."""
     return Subprotocol(PROTOCOL) if PROTOCOL in offered else None
+
+
+def http_permission(method: str, path: str) -> Permission | None:
+    """The permission a plain HTTP request needs with authentication on (None: open).
+
+    Probes stay open; the board's DELETE needs ``workflow:cancel``; every other read under /api/
+    needs ``workflow:read``. The POST endpoints of running workflows are not
+    here: they have their run's own token (docs/security.md)."""
+    if method == "DELETE":
+        return Permission.WORKFLOW_CANCEL
+    if path.startswith("/api/"):
+        return Permission.WORKFLOW_READ
+    return None
 
 
 def address_of(connection: ServerConnection) -> str:
@@ -168,19 +182,29 @@ class HandshakeGuard:
         if self.config.limits_on:
             self._addresses.auth_failed(address, time.monotonic())
 
-    def authorize_http(self, request: HttpRequest) -> Reply | None:
-        """The read API (``GET /api/...``) with authentication on: a bearer token
-        whose principal may read runs. Probes (/livez, /readyz, /health) stay open."""
-        if self.authenticator is None or not request.path.startswith("/api/"):
+    def authorize_http(
+        self, request: HttpRequest, address: str, local: bool
+    ) -> Reply | Principal | None:
+        """Who may send a plain HTTP request, with authentication on (docs/security.md).
+
+        A refusal (401, 403), or what to answer within: the principal whose
+        grant limits the runs shown, or None for everything (authentication off, an
+        unscoped principal, a probe).
+        """
+        if self.authenticator is None:
             return None
+        need = http_permission(request.method, request.path)
+        if need is None or (local and need == Permission.MONITOR_READ):
+            return None
+        what = f"{request.method} {request.path}"[:200]
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return error(
                 HTTPStatus.UNAUTHORIZED,
                 ErrorCode.UNAUTHORIZED,
-                "The read API needs 'Authorization: Bearer <token>' (adwd token create, "
-                "or auth_response.token).",
+                f"{what} needs 'Authorization: Bearer <token>' with {need.value!r} "
+                "(adwd token create, or auth_response.token).",
                 (("WWW-Authenticate", 'Bearer realm="adwd"'),),
             )
         try:
@@ -192,14 +216,15 @@ class HandshakeGuard:
                 failed.message,
                 (("WWW-Authenticate", 'Bearer realm="adwd"'),),
             )
-        if not may_read_runs(principal):
+        if not principal.may(need):
             return error(
                 HTTPStatus.FORBIDDEN,
                 ErrorCode.FORBIDDEN,
-                f"{principal.user_id!r} may not read runs: it needs the 'workflow:read' "
-                "permission (for every workflow type).",
+                f"{principal.user_id!r} may not {what}: it needs the {need.value!r} "
+                "permission. Ask the operator for it.",
             )
-        return None
+        # A success is not recorded: boards poll the read API every few seconds.
+        return scope_of(principal)
 
     def _bearer(self, headers: Headers) -> Principal | None:
         """The principal of a bearer token in the headers, None if there is none."""

@@ -187,7 +187,7 @@ class TransportActor(Actor):
                     backend=Backend(
                         read=self._http_answer,
                         route=self._route_update,
-                        board=self._board_rest.answer,  # the board's REST calls (issue 14)
+                        board=self._board,  # the board's REST calls (issue 14)
                         authorize=self._guard.authorize_http if self._guard else None,
                     ),
                 ),
@@ -234,10 +234,19 @@ class TransportActor(Actor):
         """Called by the EventLogActor after each commit."""
         self._loop.call_soon_threadsafe(self._router.publish, batch)
 
-    async def _http_answer(self, path: str) -> Reply:
-        """What a GET of ``path`` answers: health, readiness and the read API.
-        (http_api reads the request and writes this reply, CORS included.)"""
+    async def _board(self, call: BoardCall, scope: Principal | None) -> Reply:
+        """A board REST call, within ``scope``'s grant (None: every run)."""
+        visible = self._router.visible_to(scope) if scope is not None else None
+        return await self._board_rest.answer(call, visible)
+
+    async def _http_answer(self, path: str, scope: Principal | None = None) -> Reply:
+        """What a GET of ``path`` answers: health, readiness and the read API, with
+        only the runs within ``scope``'s grant (None: every run); a run outside it
+        is answered as if it did not exist. (http_api reads the request, checks
+        who sent it, and writes this reply, CORS included.)"""
         loop = asyncio.get_running_loop()
+        # Read on the loop, where the router keeps each run's type and owner.
+        visible = self._router.visible_to(scope) if scope is not None else None
 
         async def ask(call: Callable[[Any], Any]) -> Any:
             # The projector answers in its own thread; wait for it off the loop.
@@ -259,10 +268,16 @@ class TransportActor(Actor):
         if path == "/metrics" and self._telemetry is not None:
             return Reply(HTTPStatus.OK, self._telemetry.render(), (("Content-Type", CONTENT_TYPE),))
         if path == "/api/runs":
-            return Reply(HTTPStatus.OK, await ask(lambda p: p.overview()))
+            overview = await ask(lambda p: p.overview())
+            if visible is not None:
+                overview["runs"] = [r for r in overview["runs"] if r["adw_id"] in visible]
+                overview["queue"] = [q for q in overview["queue"] if q["adw_id"] in visible]
+                overview["metrics"] = None  # figures of every run: not within a scope
+            return Reply(HTTPStatus.OK, overview)
         if path.startswith("/api/adws/"):
             adw_id = urllib.parse.unquote(path.removeprefix("/api/adws/"))
-            state = await ask(lambda p: p.adw_state(adw_id))
+            shown = visible is None or adw_id in visible
+            state = await ask(lambda p: p.adw_state(adw_id)) if shown else None
             if state is None:
                 return error(
                     HTTPStatus.NOT_FOUND,

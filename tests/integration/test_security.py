@@ -573,6 +573,67 @@ def test_http_reads_need_a_reader_token(secure: Callable[..., Running]) -> None:
     assert get("/livez") == 200
 
 
+def http(
+    server: Running, path: str, token: str | None = None, method: str = "GET"
+) -> tuple[int, Any]:
+    """(status, JSON body or None) of a plain HTTP request, with a bearer token if given."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.service.port, timeout=TIMEOUT)
+    conn.request(method, path, headers={"Authorization": f"Bearer {token}"} if token else {})
+    response = conn.getresponse()
+    raw = response.read()
+    conn.close()
+    return response.status, json.loads(raw) if raw and raw.startswith(b"{") else None
+
+
+def test_http_reads_show_scoped_principals_only_their_runs(
+    secure: Callable[..., Running],
+) -> None:
+    """The read API answers a scoped principal with its runs only; another run
+    looks as if it did not exist (the same 404 as an unknown adw_id)."""
+    server = secure()
+    admin = server.client()
+    login_key(admin, "admin", ADMIN_KEY)
+    own = server.client()
+    perms = ["workflow:read", "workflow:trigger", "workflow:cancel"]
+    own_token = service_token(perms, sub="own", own=True)
+    authenticate(own, "token", own_token)
+    mine = own.trigger("adw_plan_iso", adw_id="httpmine", issue_number="21")["data"]["adw_id"]
+    plan = admin.trigger("adw_plan_iso", adw_id="httpplan", issue_number="22")["data"]["adw_id"]
+    patch = admin.trigger("adw_patch_iso", adw_id="httppatch", issue_number="23")["data"]["adw_id"]
+    for adw_id in (mine, plan, patch):
+        admin.wait_terminal(adw_id)
+    planner = service_token(["workflow:read"], sub="planner", wft=["adw_plan_iso"])
+    reader = service_token(["workflow:read"], sub="reader")
+    scopes = {own_token: {mine}, planner: {mine, plan}, reader: {mine, plan, patch}}
+    for token, expected in scopes.items():
+        status, body = http(server, "/api/runs", token)
+        assert status == 200
+        assert {r["adw_id"] for r in body["runs"]} == expected
+        for path, count in (("/api/adws/list", "count"), ("/api/adws", "total_count")):
+            status, body = http(server, path, token)
+            assert status == 200
+            assert {a["adw_id"] for a in body["adws"]} == expected
+            assert body[count] == len(expected)
+        for adw_id in (mine, plan, patch):
+            status, body = http(server, f"/api/adws/{adw_id}", token)
+            assert status == (200 if adw_id in expected else 404)
+    # The scoped principal's figures of every run are not shown; the reader's are.
+    assert http(server, "/api/runs", own_token)[1]["metrics"] is None
+    assert http(server, "/api/runs", reader)[1]["metrics"] is not None
+    # A 404 for another's run reads exactly like one for an adw_id that never was.
+    hidden = http(server, f"/api/adws/{plan}", own_token)[1]
+    unknown = http(server, "/api/adws/neverwas", own_token)[1]
+    assert hidden["message"] == unknown["message"].replace("neverwas", plan)
+    # DELETE: another's run does not exist for it; without a token, 401; its own, done.
+    assert http(server, f"/api/adws/{plan}", own_token, "DELETE")[0] == 404
+    assert http(server, f"/api/adws/{plan}", None, "DELETE")[0] == 401
+    assert http(server, f"/api/adws/{plan}", reader, "DELETE")[0] == 403
+    assert http(server, f"/api/adws/{mine}", own_token, "DELETE")[0] == 200
+    assert http(server, f"/api/adws/{plan}", reader)[0] == 200  # never deleted
+
+
 # -- 4. limits -----------------------------------------------------------------
 
 
