@@ -37,12 +37,12 @@ from adwd.actors.dispatch import Dispatcher
 from adwd.actors.guard import Guard
 from adwd.actors.messages import Append, Inbound, RouteOutcome
 from adwd.actors.monitor import Report
-from adwd.actors.router import Router
+from adwd.actors.router import Router, owners
 from adwd.actors.telemetry import CONTENT_TYPE, Telemetry
 from adwd.events import domain
 from adwd.events.codec import encode
-from adwd.events.errors import AdwdError, CloseCode, ErrorCode
-from adwd.events.store import NewEvent, StoredEvent
+from adwd.events.errors import AdwdError, CloseCode, ErrorCode, StoreError
+from adwd.events.store import EventStore, NewEvent, StoredEvent
 from adwd.events.wire import Error, ErrorData, SubscribeData
 from adwd.transport.board_api import BoardCall
 from adwd.transport.board_rest import BoardRest
@@ -102,6 +102,7 @@ class TransportActor(Actor):
         # One proxy, made once: pykka introspects the actor for every new proxy.
         self._ask_projector = projector.proxy()
         self._readers = Readers(events_path)
+        self._events_path = events_path
         self._board_rest = BoardRest(
             scheduler=scheduler, projector=projector, event_log=event_log, events_path=events_path
         )
@@ -138,6 +139,12 @@ class TransportActor(Actor):
         """Start the connection actors' dispatcher and the loop thread, listen, follow the log."""
         self._dispatcher = Dispatcher(self._connection_threads, name="adwd-conn")
         self._thread.start()
+        # Follow the log, then read who owns each run from it, before any client
+        # can connect: a scoped principal sees its runs from before this start, and
+        # nothing committed between the read and the subscribe is missed (what both
+        # saw is the same fact twice; the router keeps the newest).
+        self._event_log.proxy().subscribe(self._publish, first=True).get()
+        self._loop.call_soon_threadsafe(self._router.seed, self._owners())
         future = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
         try:
             self._server = future.result(timeout=10)
@@ -149,7 +156,6 @@ class TransportActor(Actor):
                 "Choose another --port or stop the process using it."
             ) from exc
         self.port = self._server.sockets[0].getsockname()[1]
-        self._event_log.proxy().subscribe(self._publish, first=True).get()
         loop, router = self._loop, self._router
         # send_readable: nothing of the runs to a connection that may not read them.
         self._projector.proxy().attach(
@@ -232,7 +238,26 @@ class TransportActor(Actor):
 
     def _publish(self, batch: Sequence[StoredEvent]) -> None:
         """Called by the EventLogActor after each commit."""
-        self._loop.call_soon_threadsafe(self._router.publish, batch)
+        with contextlib.suppress(RuntimeError):  # the loop closed: a failed start, stopping
+            self._loop.call_soon_threadsafe(self._router.publish, batch)
+
+    def _owners(self) -> dict[str, tuple[str, str]]:
+        """Each run's (workflow_type, principal) from the log's ``run_queued`` events
+        (the newest MAX_RUNS; a linear read at start, measured in docs/security.md)."""
+        if not self._events_path.exists():
+            return {}
+        try:
+            store = EventStore(self._events_path, readonly=True)
+        except StoreError as exc:
+            log.warning("run owners not read (scoped principals see new runs only): %s", exc)
+            return {}
+        try:
+            return owners(store.read(types=["run_queued"]))
+        except StoreError as exc:
+            log.warning("run owners not read (scoped principals see new runs only): %s", exc)
+            return {}
+        finally:
+            store.close()
 
     async def _board(self, call: BoardCall, scope: Principal | None) -> Reply:
         """A board REST call, within ``scope``'s grant (None: every run)."""

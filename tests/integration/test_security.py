@@ -634,6 +634,37 @@ def test_http_reads_show_scoped_principals_only_their_runs(
     assert http(server, f"/api/adws/{plan}", reader)[0] == 200  # never deleted
 
 
+def test_scoped_principals_see_their_runs_after_a_restart(
+    secure: Callable[..., Running], tmp_path: Path
+) -> None:
+    """Who owns each run is read from the log at start, not only learnt live."""
+    first = secure()
+    admin = first.client()
+    login_key(admin, "admin", ADMIN_KEY)
+    own_token = service_token(["workflow:read", "workflow:trigger"], sub="own", own=True)
+    own = first.client()
+    authenticate(own, "token", own_token)
+    mine = own.trigger("adw_plan_iso", adw_id="beforemine", issue_number="31")["data"]["adw_id"]
+    theirs = admin.trigger("adw_plan_iso", adw_id="beforetheirs")["data"]["adw_id"]
+    admin.wait_terminal(mine)
+    admin.wait_terminal(theirs)
+    first.service.stop()
+
+    second = secure(data_dir=first.data_dir)
+    again = second.client()
+    authenticate(again, "token", own_token)
+    again.send({"type": "subscribe", "request_id": "s", "data": {"since": 0}})
+    again.wait_for(lambda m: m["type"] == "subscribed")
+    again.send({"type": "ping", "request_id": "end"})
+    again.wait_for(lambda m: m.get("request_id") == "end" and m["type"] == "pong")
+    seen = {m["data"]["adw_id"] for m in again.seen if m["type"] == "status_update"}
+    assert seen == {mine}
+    status, body = http(second, "/api/adws/list", own_token)
+    assert status == 200
+    assert [a["adw_id"] for a in body["adws"]] == [mine]
+    assert http(second, f"/api/adws/{theirs}", own_token)[0] == 404
+
+
 # -- 4. limits -----------------------------------------------------------------
 
 
