@@ -65,8 +65,8 @@ def select_subprotocol(
 def http_permission(method: str, path: str) -> Permission | None:
     """The permission a plain HTTP request needs with authentication on (None: open).
 
-    Probes stay open; the board's DELETE needs ``workflow:cancel``; every other read under /api/
-    needs ``workflow:read``. The POST endpoints of running workflows are not
+    Probes stay open; the board's DELETE needs ``workflow:cancel``; every other
+    read under /api/ needs ``workflow:read``. The POST endpoints of running workflows are not
     here: they have their run's own token (docs/security.md)."""
     if method == "DELETE":
         return Permission.WORKFLOW_CANCEL
@@ -187,9 +187,10 @@ class HandshakeGuard:
     ) -> Reply | Principal | None:
         """Who may send a plain HTTP request, with authentication on (docs/security.md).
 
-        A refusal (401, 403), or what to answer within: the principal whose
+        A refusal (401, 403, 429), or what to answer within: the principal whose
         grant limits the runs shown, or None for everything (authentication off, an
-        unscoped principal, a probe).
+        unscoped principal, a probe). Every refusal is audited with the peer's
+        address, never with the credential.
         """
         if self.authenticator is None:
             return None
@@ -197,9 +198,26 @@ class HandshakeGuard:
         if need is None or (local and need == Permission.MONITOR_READ):
             return None
         what = f"{request.method} {request.path}"[:200]
+        now = time.monotonic()
+        locked = self._addresses.locked(address, now) if self.config.limits_on else 0.0
+        if locked:
+            # Counted, not recorded again: the failures that locked it out were.
+            return error(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                ErrorCode.RATE_LIMITED,
+                f"Too many failed authentications from {address}; retry after {locked:g} s.",
+                (("Retry-After", str(max(1, round(locked)))),),
+            )
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
+            denied = AccessDenied(
+                address=address,
+                outcome="unauthenticated",
+                message_type=what,
+                permission=need.value,
+            )
+            self._audit(denied, "", "anonymous")
             return error(
                 HTTPStatus.UNAUTHORIZED,
                 ErrorCode.UNAUTHORIZED,
@@ -210,6 +228,11 @@ class HandshakeGuard:
         try:
             principal = self.authenticator.verify_bearer(token.strip(), time.time())
         except AuthFailed as failed:
+            self.auth_failed(address)
+            attempt = AuthAttempted(
+                address=address, method="bearer", outcome="failure", reason=failed.reason
+            )
+            self._audit(attempt, "", "anonymous")
             return error(
                 HTTPStatus.UNAUTHORIZED,
                 ErrorCode.UNAUTHORIZED,
@@ -217,6 +240,14 @@ class HandshakeGuard:
                 (("WWW-Authenticate", 'Bearer realm="adwd"'),),
             )
         if not principal.may(need):
+            denied = AccessDenied(
+                address=address,
+                outcome="forbidden",
+                message_type=what,
+                permission=need.value,
+                user_id=principal.user_id,
+            )
+            self._audit(denied, "", principal.user_id)
             return error(
                 HTTPStatus.FORBIDDEN,
                 ErrorCode.FORBIDDEN,

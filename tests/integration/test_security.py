@@ -31,6 +31,7 @@ from adwd.actors.auth import (
     api_key_proof,
     bearer_subprotocol,
 )
+from adwd.events.domain import AccessDenied, AuthAttempted
 from adwd.events.errors import ConfigError
 from adwd.service.app import Service
 from tests.integration.conftest import TIMEOUT, Client, Running
@@ -757,6 +758,40 @@ def test_failed_authentications_lock_the_address_out(
     with pytest.raises(InvalidStatus) as refused:
         server.client()
     assert refused.value.response.status_code == 429
+
+
+def test_http_authentication_failures_are_audited_and_lock_out(
+    secure: Callable[..., Running], tmp_path: Path
+) -> None:
+    """The read API's refusals are recorded as the WebSocket ones are (with the
+    address, never the token), and its failed tokens count toward the lockout."""
+    sec = security(tmp_path, limits=Limits(auth_failures_per_address=3, auth_lockout_s=30))
+    server = secure(security=sec)
+    expired = service_token(["workflow:read"], exp=int(time.time()) - 5)
+    assert http(server, "/api/runs")[0] == 401
+    assert http(server, "/api/adws/list", service_token(["workflow:trigger"], sub="trig"))[0] == 403
+    for _ in range(3):
+        assert http(server, "/api/runs", expired)[0] == 401
+    status, body = http(server, "/api/runs", service_token(["workflow:read"]))
+    assert status == 429  # locked out, a good token or not
+    assert body["error"] == "rate_limited"
+    server.service.stop()
+    events = server.events()
+    attempts = [e.event for e in events if isinstance(e.event, AuthAttempted)]
+    assert [(a.address, a.method, a.outcome, a.reason) for a in attempts] == [
+        ("127.0.0.1", "bearer", "failure", "expired")
+    ] * 3
+    denied = {
+        (e.event.outcome, e.event.address, e.event.message_type, e.event.permission, e.principal)
+        for e in events
+        if isinstance(e.event, AccessDenied)
+    }
+    assert denied == {
+        ("unauthenticated", "127.0.0.1", "GET /api/runs", "workflow:read", "anonymous"),
+        ("forbidden", "127.0.0.1", "GET /api/adws/list", "workflow:read", "trig"),
+    }
+    raw = (server.data_dir / "events.db").read_bytes()
+    assert expired.encode()[-24:] not in raw
 
 
 def test_oversized_frame_closes_1009(secure: Callable[..., Running]) -> None:
