@@ -84,6 +84,7 @@ class _Conn:
     bytes_out: int = 0  # written to the transport (connection_quality's bandwidth)
     frames_out: int = 0
     readable: bool = True  # False: not (yet) allowed to read runs (docs/security.md)
+    monitor: bool = True  # news of the service (health, performance, alerts): monitor:read
     scope: Principal | None = None  # a principal limited to some runs: only those
 
 
@@ -117,9 +118,10 @@ class Router:
         *,
         readable: bool = True,
         scope: Principal | None = None,
+        monitor: bool = True,
     ) -> None:
         """Register a connection, paused until its catch-up is done."""
-        conn = _Conn(ws, connection_id, readable=readable, scope=scope)
+        conn = _Conn(ws, connection_id, readable=readable, scope=scope, monitor=monitor)
         if ws.transport is not None:
             conn.high = ws.transport.get_write_buffer_limits()[1]
         self._conns[connection_id] = conn
@@ -225,12 +227,15 @@ class Router:
                 _remember(self._runs, e.adw_id, e.workflow_type, stored.principal)
             for target, adw_id, frame in wire_messages(stored):
                 size += len(frame)
-                if target is None:
+                if target is None and adw_id is None:  # about the service: an alert
+                    ready = [c for c in self._conns.values() if c.monitor]
+                    self._route(ready, stored.seq, frame, adw_id, addressed=False)
+                elif target is None:
                     ready = [
                         c
                         for c in self._conns.values()
                         if c.readable
-                        and (c.follows is None or adw_id is None or adw_id in c.follows)
+                        and (c.follows is None or adw_id in c.follows)
                         and (c.scope is None or self._shown(c, adw_id))
                     ]
                     self._route(ready, stored.seq, frame, adw_id, addressed=False)
@@ -275,6 +280,22 @@ class Router:
         if conn is not None:
             conn.readable, conn.scope = readable, scope
 
+    def set_monitor(self, connection_id: str) -> None:
+        """Deliver news of the service (its principal has monitor:read)."""
+        conn = self._conns.get(connection_id)
+        if conn is not None:
+            conn.monitor = True
+
+    def monitoring(self, connection_id: str) -> bool:
+        """Whether news of the service goes to this connection."""
+        conn = self._conns.get(connection_id)
+        return conn is not None and conn.monitor
+
+    def send_monitor(self, frames: Sequence[tuple[str, bytes]]) -> None:
+        """Like send_each, to connections that may read news of the service only
+        (health_status, performance_metrics: monitor:read, docs/security.md)."""
+        self.send_each([(cid, f) for cid, f in frames if (c := self._conns.get(cid)) and c.monitor])
+
     def visible(self, connection_id: str) -> frozenset[str] | None:
         """The adw_ids a scoped connection may see now (None: unscoped, every run)."""
         conn = self._conns.get(connection_id)
@@ -304,10 +325,13 @@ class Router:
         return run is not None and within(scope, *run)
 
     def _shown(self, conn: _Conn, adw_id: str | None) -> bool:
-        """Whether a broadcast about ``adw_id`` may go to ``conn`` (its scope)."""
+        """Whether a broadcast about ``adw_id`` may go to ``conn`` (its scope; about
+        the service, ``adw_id`` None: whether it may read news of the service)."""
+        if adw_id is None:
+            return conn.monitor
         if conn.scope is None:
             return True
-        run = self._runs.get(adw_id) if adw_id is not None else None
+        run = self._runs.get(adw_id)
         return run is not None and sees(conn.scope, *run)
 
     def send_readable(self, frames: Sequence[tuple[str, bytes]]) -> None:

@@ -65,9 +65,12 @@ def select_subprotocol(
 def http_permission(method: str, path: str) -> Permission | None:
     """The permission a plain HTTP request needs with authentication on (None: open).
 
-    Probes stay open; the board's DELETE needs ``workflow:cancel``; every other
-    read under /api/ needs ``workflow:read``. The POST endpoints of running workflows are not
-    here: they have their run's own token (docs/security.md)."""
+    Probes stay open; /health and /metrics need ``monitor:read`` (or loopback:
+    the host's own monitoring); the board's DELETE needs ``workflow:cancel``;
+    every other read under /api/ needs ``workflow:read``. The POST endpoints of
+    running workflows are not here: they have their run's own token."""
+    if path in ("/health", "/metrics"):
+        return Permission.MONITOR_READ
     if method == "DELETE":
         return Permission.WORKFLOW_CANCEL
     if path.startswith("/api/"):
@@ -189,8 +192,8 @@ class HandshakeGuard:
 
         A refusal (401, 403, 429), or what to answer within: the principal whose
         grant limits the runs shown, or None for everything (authentication off, an
-        unscoped principal, a probe). Every refusal is audited with the peer's
-        address, never with the credential.
+        unscoped principal, a probe, loopback reading /health or /metrics). Every
+        refusal is audited with the peer's address, never with the credential.
         """
         if self.authenticator is None:
             return None

@@ -393,6 +393,7 @@ class TransportActor(Actor):
             ws,
             readable=guard is None or guard.may_read(),
             scope=guard.scope() if guard is not None else None,
+            monitor=guard is None or guard.may_monitor(),
         )
         self._followers.add(
             connection_id, ws, interval_params(ws.request.path if ws.request else "")
@@ -562,6 +563,9 @@ class _LoopOutbox:
         router.set_readable(self._cid, True, scope)
         router.pause(self._cid)
         self._start(want, explicit, None)
+
+    def grant_monitor(self) -> None:
+        self._t._loop.call_soon_threadsafe(self._t._router.set_monitor, self._cid)
 
     def close(self, code: int, reason: str) -> None:
         self._t._loop.call_soon_threadsafe(self._t._router.close, self._cid, code, reason)

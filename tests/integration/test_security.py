@@ -31,6 +31,7 @@ from adwd.actors.auth import (
     api_key_proof,
     bearer_subprotocol,
 )
+from adwd.actors.health import MonitorSettings, RuleSettings
 from adwd.events.domain import AccessDenied, AuthAttempted
 from adwd.events.errors import ConfigError
 from adwd.service.app import Service
@@ -664,6 +665,65 @@ def test_scoped_principals_see_their_runs_after_a_restart(
     assert status == 200
     assert [a["adw_id"] for a in body["adws"]] == [mine]
     assert http(second, f"/api/adws/{theirs}", own_token)[0] == 404
+
+
+def test_news_of_the_service_needs_monitor_read(secure: Callable[..., Running]) -> None:
+    """health_status, performance_metrics and alerts go to principals with monitor:read
+    only, live and on resume; a reader of runs alone gets none of them."""
+    rule = RuleSettings(raise_at=2, clear_at=2, for_s=0.1, keep_firing_for_s=60)
+    monitor = MonitorSettings(interval_s=0.05, health_interval_s=0.05, rules={"connections": rule})
+    server = secure(monitor=monitor)
+    plain = server.client("/ws/trigger?performance=0.05")
+    authenticate(plain, "token", service_token(["workflow:read"], sub="plain"))
+    watcher = server.client("/ws/trigger?performance=0.05")
+    assert login_key(watcher, "reader", READER_KEY)["type"] == "auth_response"  # monitor:read
+    watcher.wait_for(lambda m: m["type"] == "alert")  # two connections: the rule fires
+    for kind in ("health_status", "performance_metrics"):
+        watcher.wait_for(lambda m, kind=kind: m["type"] == kind)
+    plain.send({"type": "subscribe", "request_id": "s", "data": {"since": 0}})  # a replay too
+    plain.wait_for(lambda m: m["type"] == "subscribed")
+    plain.send({"type": "ping", "request_id": "end"})
+    plain.wait_for(lambda m: m.get("request_id") == "end" and m["type"] == "pong")
+    service_news = {"health_status", "performance_metrics", "alert"}
+    assert not [m for m in plain.seen if m["type"] in service_news]
+
+
+def _outward_address() -> str | None:
+    """An address of this host other than loopback, if it has one."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("198.51.100.1", 9))  # no packet is sent: it picks a route
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def test_health_and_metrics_need_monitor_read_beyond_loopback(
+    secure: Callable[..., Running],
+) -> None:
+    import http.client
+
+    address = _outward_address()
+    if address is None:
+        pytest.skip("this host has no address but loopback")
+    server = secure(host="0.0.0.0")
+
+    def get(host: str, path: str, token: str | None = None) -> int:
+        conn = http.client.HTTPConnection(host, server.service.port, timeout=TIMEOUT)
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    for path in ("/health", "/metrics"):
+        assert get("127.0.0.1", path) == 200  # the host's own monitoring
+        assert get(address, path) == 401
+        assert get(address, path, service_token(["workflow:read"])) == 403
+        assert get(address, path, service_token(["monitor:read"])) == 200
+    assert get(address, "/livez") == 200  # probes stay open
 
 
 # -- 4. limits -----------------------------------------------------------------
