@@ -522,6 +522,38 @@ def test_reader_cannot_trigger_or_cancel_but_reads(secure: Callable[..., Running
     reader.wait_for(lambda m: m["type"] == "subscribed")
 
 
+def test_reader_cannot_recover_or_terminate(secure: Callable[..., Running]) -> None:
+    """The commands added since (issue 11) are closed to a reader too: a recovery
+    starts a run, a terminate kills one."""
+    server = secure()
+    admin = server.client()
+    login_key(admin, "admin", ADMIN_KEY)
+    adw_id = admin.trigger("adw_sleep", adw_id="keepalive")["data"]["adw_id"]
+    reader = server.client()
+    assert login_key(reader, "reader", READER_KEY)["type"] == "auth_response"
+    commands = {
+        "recover": ({"option": "retry", "adw_id": adw_id}, "workflow:trigger"),
+        "terminate_workflow": ({"adw_id": adw_id}, "workflow:cancel"),
+    }
+    for kind, (data, permission) in commands.items():
+        reader.send({"type": kind, "request_id": kind, "data": data})
+        refused = reader.wait_for(lambda m, kind=kind: m.get("request_id") == kind)
+        assert refused["type"] == "error"
+        assert refused["data"]["code"] == "forbidden"
+        assert refused["data"]["details"]["permission"] == permission
+    admin.send({"type": "ping", "request_id": "alive"})
+    admin.wait_for(lambda m: m.get("request_id") == "alive")
+    assert not [
+        m
+        for m in admin.seen
+        if m["type"] == "status_update"
+        and m["data"]["adw_id"] == adw_id
+        and m["data"]["status"] in ("failed", "cancelled", "completed")
+    ]  # still running: neither command reached it
+    admin.send({"type": "cancel_workflow", "data": {"adw_id": adw_id}})
+    admin.wait_terminal(adw_id)
+
+
 def test_trigger_only_principal_sees_no_runs(secure: Callable[..., Running]) -> None:
     server = secure()
     client = server.client()
