@@ -314,13 +314,9 @@ class Router:
         while len(self._runs) > MAX_RUNS:
             del self._runs[next(iter(self._runs))]
 
-    def visible_to(self, scope: Principal) -> frozenset[str]:
-        """The adw_ids within ``scope``'s grant (its workflow types, its own runs): what
-        the HTTP read API shows that principal (its permission was checked before)."""
-        return frozenset(a for a, run in self._runs.items() if within(scope, *run))
-
     def within(self, adw_id: str, scope: Principal) -> bool:
-        """Whether the run ``adw_id`` is within ``scope``'s grant (a scoped cancel)."""
+        """Whether the run ``adw_id`` is within ``scope``'s grant (its workflow types,
+        its own runs): a scoped cancel, what the HTTP read API shows it."""
         run = self._runs.get(adw_id)
         return run is not None and within(scope, *run)
 

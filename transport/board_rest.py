@@ -20,6 +20,7 @@ import functools
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -58,22 +59,18 @@ class BoardRest:
         self._data_dir = events_path.parent
         self._stop_wait_s = stop_wait_s
 
-    async def answer(self, call: BoardCall, visible: frozenset[str] | None = None) -> Reply:
+    async def answer(self, call: BoardCall, shown: Callable[[str], bool] | None = None) -> Reply:
         """The reply to a board call (blocking work in an executor thread).
 
-        ``visible``: the only adw_ids the caller may see (docs/security.md); any
-        other is answered as if it did not exist. None: every adw_id."""
-        if visible is not None and call.name == "delete" and call.adw_id not in visible:
+        ``shown``: whether the caller may see an adw_id (docs/security.md), asked on
+        the loop; any other is answered as if it did not exist. None: every one."""
+        if shown is not None and call.name == "delete" and not shown(call.adw_id):
             return _not_found(call.adw_id)
         work = {"list": self._list, "filtered": self._filtered, "delete": self._delete}[call.name]
         loop = asyncio.get_running_loop()
         reply = await loop.run_in_executor(None, functools.partial(work, call))
-        if (
-            visible is not None
-            and call.name in ("list", "filtered")
-            and isinstance(reply.body, dict)
-        ):
-            adws = [a for a in reply.body["adws"] if a["adw_id"] in visible]
+        if shown is not None and call.name in ("list", "filtered") and isinstance(reply.body, dict):
+            adws = [a for a in reply.body["adws"] if shown(a["adw_id"])]
             count = "count" if call.name == "list" else "total_count"
             reply = Reply(reply.status, {**reply.body, "adws": adws, count: len(adws)})
         return reply

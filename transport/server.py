@@ -259,10 +259,18 @@ class TransportActor(Actor):
         finally:
             store.close()
 
+    def _shown(self, scope: Principal | None) -> Callable[[str], bool] | None:
+        """Whether an adw_id is within ``scope``'s grant (None: every one is), asked of
+        the router's table of each run's type and owner. Loop thread only: called
+        after the answer's own awaits, one lookup per adw_id the answer holds."""
+        if scope is None:
+            return None
+        router = self._router
+        return lambda adw_id: router.within(adw_id, scope)
+
     async def _board(self, call: BoardCall, scope: Principal | None) -> Reply:
         """A board REST call, within ``scope``'s grant (None: every run)."""
-        visible = self._router.visible_to(scope) if scope is not None else None
-        return await self._board_rest.answer(call, visible)
+        return await self._board_rest.answer(call, self._shown(scope))
 
     async def _http_answer(self, path: str, scope: Principal | None = None) -> Reply:
         """What a GET of ``path`` answers: health, readiness and the read API, with
@@ -270,8 +278,7 @@ class TransportActor(Actor):
         is answered as if it did not exist. (http_api reads the request, checks
         who sent it, and writes this reply, CORS included.)"""
         loop = asyncio.get_running_loop()
-        # Read on the loop, where the router keeps each run's type and owner.
-        visible = self._router.visible_to(scope) if scope is not None else None
+        shown = self._shown(scope)
 
         async def ask(call: Callable[[Any], Any]) -> Any:
             # The projector answers in its own thread; wait for it off the loop.
@@ -294,16 +301,16 @@ class TransportActor(Actor):
             return Reply(HTTPStatus.OK, self._telemetry.render(), (("Content-Type", CONTENT_TYPE),))
         if path == "/api/runs":
             overview = await ask(lambda p: p.overview())
-            if visible is not None:
-                overview["runs"] = [r for r in overview["runs"] if r["adw_id"] in visible]
-                overview["queue"] = [q for q in overview["queue"] if q["adw_id"] in visible]
+            if shown is not None:
+                overview["runs"] = [r for r in overview["runs"] if shown(r["adw_id"])]
+                overview["queue"] = [q for q in overview["queue"] if shown(q["adw_id"])]
                 overview["metrics"] = None  # figures of every run: not within a scope
             return Reply(HTTPStatus.OK, overview)
         if path.startswith("/api/adws/"):
             adw_id = urllib.parse.unquote(path.removeprefix("/api/adws/"))
-            shown = visible is None or adw_id in visible
-            state = await ask(lambda p: p.adw_state(adw_id)) if shown else None
-            if state is None:
+            # Asked either way: "not yours" must take as long as "none".
+            state = await ask(lambda p: p.adw_state(adw_id))
+            if state is None or (shown is not None and not shown(adw_id)):
                 return error(
                     HTTPStatus.NOT_FOUND,
                     ErrorCode.NOT_FOUND,
