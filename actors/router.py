@@ -40,9 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections import deque
-from collections.abc import Collection, Coroutine, Iterable, Sequence
+from collections.abc import Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -50,7 +49,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from adwd.actors.auth import Principal, sees, within
+from adwd.actors.auth import Permission, Principal, sees, within
+from adwd.actors.owners import RunOwners
 from adwd.actors.wireview import wire_messages
 from adwd.events.domain import RunQueued
 from adwd.events.errors import CloseCode
@@ -61,8 +61,6 @@ log = logging.getLogger(__name__)
 SLOW_REASON = "too slow to keep up; reconnect and subscribe from your last seq"
 WRITE_HIGH = 2**15  # websockets' default write_limit: for a transport that gives none
 CHUNK = 2**16  # most bytes one write adds for a connection that is behind (whole frames)
-# Runs whose type and owner the router keeps for scoped principals (docs/security.md).
-MAX_RUNS = 100_000
 
 
 @dataclass(eq=False)  # hashed by identity: a key of the pending writes
@@ -101,10 +99,8 @@ class Router:
         # a plain dict, no lock, and one increment per frame and batch of recipients.
         self.sent: dict[bytes, int] = {}
         # Each run's (workflow_type, principal), seeded from the log at start and
-        # kept by what is published since: what a scoped principal may see. The
-        # newest MAX_RUNS adw_ids (insertion order is recency: a re-queued adw_id
-        # moves to the end); older ones are hidden from scoped principals (closed).
-        self._runs: dict[str, tuple[str, str]] = {}
+        # kept by what is published since: what a scoped principal may see.
+        self._runs = RunOwners()
 
     def _count(self, frame: bytes, recipients: int) -> None:
         # Every frame starts {"type":"<type>" (msgspec writes the tag first).
@@ -224,7 +220,7 @@ class Router:
         for stored in batch:
             e = stored.event
             if isinstance(e, RunQueued):
-                _remember(self._runs, e.adw_id, e.workflow_type, stored.principal)
+                self._runs.remember(e.adw_id, e.workflow_type, stored.principal)
             for target, adw_id, frame in wire_messages(stored):
                 size += len(frame)
                 if target is None and adw_id is None:  # about the service: an alert
@@ -302,17 +298,15 @@ class Router:
         if conn is None or conn.scope is None:
             return None
         scope = conn.scope
-        return frozenset(a for a, (t, owner) in self._runs.items() if sees(scope, t, owner))
+        return self._runs.granted(scope) if scope.may(Permission.WORKFLOW_READ) else frozenset()
 
-    def seed(self, runs: dict[str, tuple[str, str]]) -> None:
-        """Each run's (workflow_type, principal) from the log (:func:`owners`), so a
+    def seed(self, runs: RunOwners) -> None:
+        """Each run's (workflow_type, principal) from the log (``owners``), so a
         restart hides no principal's own runs. Called once at start; what was
         published meanwhile is newer and wins."""
         live, self._runs = self._runs, runs
         for adw_id, (workflow_type, owner) in live.items():
-            _remember(self._runs, adw_id, workflow_type, owner)
-        while len(self._runs) > MAX_RUNS:
-            del self._runs[next(iter(self._runs))]
+            runs.remember(adw_id, workflow_type, owner)
 
     def within(self, adw_id: str, scope: Principal) -> bool:
         """Whether the run ``adw_id`` is within ``scope``'s grant (its workflow types,
@@ -524,28 +518,6 @@ class Router:
         # happen.
         if ws.close_timeout is not None:
             asyncio.get_running_loop().call_later(ws.close_timeout, _cut, ws)
-
-
-def owners(events: Iterable[StoredEvent]) -> dict[str, tuple[str, str]]:
-    """Each adw_id's (workflow_type, principal) from its latest ``run_queued`` among
-    ``events`` (in seq order): the newest MAX_RUNS adw_ids, oldest first."""
-    runs: dict[str, tuple[str, str]] = {}
-    for stored in events:
-        e = stored.event
-        if isinstance(e, RunQueued):
-            _remember(runs, e.adw_id, e.workflow_type, stored.principal)
-    return runs
-
-
-def _remember(
-    runs: dict[str, tuple[str, str]], adw_id: str, workflow_type: str, owner: str
-) -> None:
-    """Record a run as the newest, dropping the oldest past MAX_RUNS. The type and
-    owner strings repeat across runs: interned, an entry costs its adw_id and a tuple."""
-    runs.pop(adw_id, None)
-    runs[adw_id] = (sys.intern(workflow_type), sys.intern(owner))
-    if len(runs) > MAX_RUNS:
-        del runs[next(iter(runs))]
 
 
 def _open(ws: ServerConnection) -> bool:

@@ -37,7 +37,8 @@ from adwd.actors.dispatch import Dispatcher
 from adwd.actors.guard import Guard
 from adwd.actors.messages import Append, Inbound, RouteOutcome
 from adwd.actors.monitor import Report
-from adwd.actors.router import Router, owners
+from adwd.actors.owners import RunOwners, owners
+from adwd.actors.router import Router
 from adwd.actors.telemetry import CONTENT_TYPE, Telemetry
 from adwd.events import domain
 from adwd.events.codec import encode
@@ -241,21 +242,21 @@ class TransportActor(Actor):
         with contextlib.suppress(RuntimeError):  # the loop closed: a failed start, stopping
             self._loop.call_soon_threadsafe(self._router.publish, batch)
 
-    def _owners(self) -> dict[str, tuple[str, str]]:
+    def _owners(self) -> RunOwners:
         """Each run's (workflow_type, principal) from the log's ``run_queued`` events
         (the newest MAX_RUNS; a linear read at start, measured in docs/security.md)."""
         if not self._events_path.exists():
-            return {}
+            return RunOwners()
         try:
             store = EventStore(self._events_path, readonly=True)
         except StoreError as exc:
             log.warning("run owners not read (scoped principals see new runs only): %s", exc)
-            return {}
+            return RunOwners()
         try:
             return owners(store.read(types=["run_queued"]))
         except StoreError as exc:
             log.warning("run owners not read (scoped principals see new runs only): %s", exc)
-            return {}
+            return RunOwners()
         finally:
             store.close()
 

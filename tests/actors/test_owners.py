@@ -1,7 +1,8 @@
 """Who owns each run, as the router keeps it for scoped principals (docs/security.md).
 
 Pure: ``owners`` folds stored events, ``Router.seed`` merges them with what was
-published live, both bounded to the newest ``MAX_RUNS`` adw_ids.
+published live, both bounded to the newest ``MAX_RUNS`` adw_ids; ``granted``
+finds a principal's runs through the indexes as ``within`` would one by one.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adwd.actors import router as router_module
-from adwd.actors.auth import Principal
-from adwd.actors.router import Router, owners
+from adwd.actors import owners as owners_module
+from adwd.actors.auth import Principal, within
+from adwd.actors.owners import owners
+from adwd.actors.router import Router
 from adwd.events.domain import RunQueued
 from adwd.events.store import StoredEvent
 
@@ -53,14 +55,13 @@ def model(runs: list[Queued]) -> dict[str, tuple[str, str]]:
 
 @pytest.fixture(autouse=True)
 def small_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(router_module, "MAX_RUNS", BOUND)
+    monkeypatch.setattr(owners_module, "MAX_RUNS", BOUND)
 
 
 @given(st.lists(queued, max_size=30))
 def test_owners_keeps_each_runs_latest_owner_within_the_bound(runs: list[Queued]) -> None:
     found = owners(stored(runs))
-    assert found == model(runs)
-    assert list(found) == list(model(runs))  # oldest first: the next to be dropped
+    assert list(found.items()) == list(model(runs).items())  # oldest first: next dropped
 
 
 @given(st.lists(queued, max_size=20), st.lists(queued, max_size=20))
@@ -78,3 +79,21 @@ def test_seed_then_live_is_the_log_read_in_order(before: list[Queued], live: lis
     assert {a for a in adw_ids if router.within(a, own)} == {
         a for a, (_, o) in everything.items() if o == "alice"
     }
+
+
+principals = st.builds(
+    Principal,
+    user_id=st.sampled_from(["alice", "bob", "carol"]),
+    permissions=st.sampled_from(
+        [frozenset({"workflow:read"}), frozenset({"admin"}), frozenset({"workflow:cancel"})]
+    ),
+    workflow_types=st.none() | st.frozensets(st.sampled_from(["adw_plan_iso", "adw_build_iso"])),
+    own_runs_only=st.booleans(),
+)
+
+
+@given(st.lists(queued, max_size=30), principals)
+def test_granted_is_within_for_each_run(runs: list[Queued], p: Principal) -> None:
+    table = owners(stored(runs))
+    expected = {adw_id for adw_id, run in table.items() if within(p, *run)}
+    assert table.granted(p) == expected
