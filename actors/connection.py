@@ -187,6 +187,8 @@ class ConnectionActor(DispatchedActor):
                     # The resume the client asked for in its URL, now that it may read.
                     want = SubscribeData(since=self._since, epoch=self._epoch)
                     self._outbox.grant_read(want, explicit=self._since is not None, scope=scope)
+                case sec.GrantMonitor():
+                    self._outbox.grant_monitor()
                 case sec.AuthFailure():
                     self._outbox.auth_failed()
         if self._guard is not None:

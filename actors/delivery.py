@@ -96,10 +96,13 @@ class Delivery:
             # It is brought up to what it held too: a later subscribe without a since
             # resumes after these, not after the catch-up, or it gets them twice.
             self.cursor = max(self.cursor, pending[-1][0])
+        # A message about no run (an alert) was routed by who may read it; it is held
+        # like the others and only what the catch-up covered is left out.
         return [
             frame
             for seq, frame, addressed, adw_id in pending
-            if addressed or (seq > covered and self.wants(adw_id, shown=shown(adw_id)))
+            if addressed
+            or (seq > covered and (adw_id is None or self.wants(adw_id, shown=shown(adw_id))))
         ]
 
     def over(self, unsent: int, limit: int) -> bool:

@@ -93,7 +93,13 @@ class AuthFailure:
     past ``auth_failures_per_address`` it may not connect for ``auth_lockout_s``."""
 
 
-Effect = Send | Close | Audit | Timer | GrantRead | AuthFailure
+@dataclass(frozen=True, slots=True)
+class GrantMonitor:
+    """The principal may read news of the service: health_status,
+    performance_metrics and alerts (``monitor:read``)."""
+
+
+Effect = Send | Close | Audit | Timer | GrantRead | GrantMonitor | AuthFailure
 
 
 def _error(
@@ -138,6 +144,7 @@ class Guard:
         self._failures = 0
         self._generation = 0  # of the principal's timers: a refresh makes old ones moot
         self.reading = False  # runs are delivered to this connection
+        self.monitoring = self.may_monitor()  # news of the service is delivered to it
         self._limiting = False  # in an episode of rate-limit refusals (audited once)
 
     @property
@@ -148,6 +155,10 @@ class Guard:
     def may_read(self) -> bool:
         """Whether runs may be delivered to this connection (those of its scope)."""
         return self.principal is not None and self.principal.may(Permission.WORKFLOW_READ)
+
+    def may_monitor(self) -> bool:
+        """Whether news of the service (health, performance, alerts) may go to it."""
+        return self.principal is not None and self.principal.may(Permission.MONITOR_READ)
 
     def scope(self) -> Principal | None:
         """The principal whose runs this connection sees; None: every run."""
@@ -398,6 +409,9 @@ class Guard:
         if not self.reading and self.may_read():
             self.reading = True
             effects.append(GrantRead(self.scope()))
+        if not self.monitoring and self.may_monitor():
+            self.monitoring = True
+            effects.append(GrantMonitor())
         return effects + self._expiry_timers(now)
 
     def _expiry_timers(self, now: float) -> list[Effect]:
@@ -459,14 +473,6 @@ class Guard:
             # its cuts count against its address like failed authentications.
             effects.append(AuthFailure())
         return [*effects, Close(code, reason)]
-
-
-def may_read_runs(p: Principal) -> bool:
-    """Whether ``p`` may read every run (delivery has no per-type or per-owner filter,
-    so a principal restricted to some types or its own runs may read none: closed)."""
-    return p.may(Permission.WORKFLOW_READ) and (
-        Permission.ADMIN in p.permissions or not _restricted(p)
-    )
 
 
 def _restricted(p: Principal) -> bool:

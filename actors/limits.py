@@ -177,6 +177,11 @@ class AddressLimits:
             entry.locked_until = now + self._limits.auth_lockout_s
             entry.failures = 0
 
+    def locked(self, address: str, now: float) -> float:
+        """Seconds ``address`` is still locked out for failed authentications (0: not)."""
+        entry = self._addresses.get(address)
+        return round(entry.locked_until - now, 3) if entry and entry.locked_until > now else 0.0
+
     def auth_succeeded(self, address: str) -> None:
         """A success from ``address`` clears its count of failures."""
         entry = self._addresses.get(address)

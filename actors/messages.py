@@ -74,6 +74,9 @@ class Outbox(Protocol):
         """Deliver runs from now on: catch the connection up (as ``catch_up``), then live;
         ``scope``: only the runs that principal may see (None: every run)."""
 
+    def grant_monitor(self) -> None:
+        """Deliver news of the service (health, performance, alerts) from now on."""
+
     def close(self, code: int, reason: str) -> None:
         """Close the connection with ``code`` after what was sent."""
 

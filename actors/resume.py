@@ -34,8 +34,11 @@ def unrecoverable(want: SubscribeData, epoch: str, last: int, first: int) -> str
     return None
 
 
-def replay_frames(events: Iterable[StoredEvent], adw_ids: Collection[str] | None) -> list[bytes]:
-    """What a follower of ``adw_ids`` (None: every run) sees of these events.
+def replay_frames(
+    events: Iterable[StoredEvent], adw_ids: Collection[str] | None, *, service: bool = True
+) -> list[bytes]:
+    """What a follower of ``adw_ids`` (None: every run) sees of these events;
+    ``service``: with the news of the service (alerts; monitor:read).
 
     Replies addressed to one connection (trigger_response, cancel_response) are
     never replayed: the router delivers each exactly once, live.
@@ -43,6 +46,8 @@ def replay_frames(events: Iterable[StoredEvent], adw_ids: Collection[str] | None
     frames = []
     for stored in events:
         for target, adw_id, frame in wire_messages(stored):
-            if target is None and (adw_ids is None or adw_id is None or adw_id in adw_ids):
+            if target is not None:
+                continue  # a reply: delivered once, live
+            if service if adw_id is None else adw_ids is None or adw_id in adw_ids:
                 frames.append(frame)
     return frames

@@ -49,8 +49,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from adwd.actors.auth import Principal, sees, within
+from adwd.actors.auth import Permission, Principal, sees, within
 from adwd.actors.delivery import Delivery
+from adwd.actors.owners import RunOwners
 from adwd.actors.wireview import wire_messages
 from adwd.events.domain import RunQueued
 from adwd.events.errors import CloseCode
@@ -76,6 +77,7 @@ class _Conn:
     high: int = WRITE_HIGH  # the transport's high-water mark: no writes above it
     bytes_out: int = 0  # written to the transport (connection_quality's bandwidth)
     frames_out: int = 0
+    monitor: bool = True  # news of the service (health, performance, alerts): monitor:read
     scope: Principal | None = None  # a principal limited to some runs: only those
 
 
@@ -91,9 +93,9 @@ class Router:
         # Messages handed to connections, by type (/metrics reads it on this loop too):
         # a plain dict, no lock, and one increment per frame and batch of recipients.
         self.sent: dict[bytes, int] = {}
-        # Each run's (workflow_type, principal) as published since start: what a
-        # scoped connection may see (runs from before the start: none; closed).
-        self._runs: dict[str, tuple[str, str]] = {}
+        # Each run's (workflow_type, principal), seeded from the log at start and
+        # kept by what is published since: what a scoped principal may see.
+        self._runs = RunOwners()
 
     def _count(self, frame: bytes, recipients: int) -> None:
         # Every frame starts {"type":"<type>" (msgspec writes the tag first).
@@ -107,9 +109,10 @@ class Router:
         *,
         readable: bool = True,
         scope: Principal | None = None,
+        monitor: bool = True,
     ) -> None:
         """Register a connection, paused until its catch-up is done."""
-        conn = _Conn(ws, connection_id, Delivery(readable=readable), scope=scope)
+        conn = _Conn(ws, connection_id, Delivery(readable=readable), scope=scope, monitor=monitor)
         if ws.transport is not None:
             conn.high = ws.transport.get_write_buffer_limits()[1]
         self._conns[connection_id] = conn
@@ -199,10 +202,13 @@ class Router:
         for stored in batch:
             e = stored.event
             if isinstance(e, RunQueued):
-                self._runs[e.adw_id] = (e.workflow_type, stored.principal)
+                self._runs.remember(e.adw_id, e.workflow_type, stored.principal)
             for target, adw_id, frame in wire_messages(stored):
                 size += len(frame)
-                if target is None:
+                if target is None and adw_id is None:  # about the service: an alert
+                    ready = [c for c in self._conns.values() if c.monitor]
+                    self._route(ready, stored.seq, frame, adw_id, addressed=False)
+                elif target is None:
                     ready = [
                         c
                         for c in self._conns.values()
@@ -250,24 +256,52 @@ class Router:
         if conn is not None:
             conn.delivery.readable, conn.scope = readable, scope
 
+    def set_monitor(self, connection_id: str) -> None:
+        """Deliver news of the service (its principal has monitor:read)."""
+        conn = self._conns.get(connection_id)
+        if conn is not None:
+            conn.monitor = True
+
+    def monitoring(self, connection_id: str) -> bool:
+        """Whether news of the service goes to this connection."""
+        conn = self._conns.get(connection_id)
+        return conn is not None and conn.monitor
+
+    def send_monitor(self, frames: Sequence[tuple[str, bytes]]) -> None:
+        """Like send_each, to connections that may read news of the service only
+        (health_status, performance_metrics: monitor:read, docs/security.md)."""
+        self.send_each([(cid, f) for cid, f in frames if (c := self._conns.get(cid)) and c.monitor])
+
     def visible(self, connection_id: str) -> frozenset[str] | None:
         """The adw_ids a scoped connection may see now (None: unscoped, every run)."""
         conn = self._conns.get(connection_id)
         if conn is None or conn.scope is None:
             return None
         scope = conn.scope
-        return frozenset(a for a, (t, owner) in self._runs.items() if sees(scope, t, owner))
+        return self._runs.granted(scope) if scope.may(Permission.WORKFLOW_READ) else frozenset()
+
+    def seed(self, runs: RunOwners) -> None:
+        """Each run's (workflow_type, principal) from the log (``owners``), so a
+        restart hides no principal's own runs. Called once at start; what was
+        published meanwhile is newer and wins."""
+        live, self._runs = self._runs, runs
+        for adw_id, (workflow_type, owner) in live.items():
+            runs.remember(adw_id, workflow_type, owner)
 
     def within(self, adw_id: str, scope: Principal) -> bool:
-        """Whether the run ``adw_id`` is within ``scope``'s grant (a scoped cancel)."""
+        """Whether the run ``adw_id`` is within ``scope``'s grant (its workflow types,
+        its own runs): a scoped cancel, what the HTTP read API shows it."""
         run = self._runs.get(adw_id)
         return run is not None and within(scope, *run)
 
     def _shown(self, conn: _Conn, adw_id: str | None) -> bool:
-        """Whether a broadcast about ``adw_id`` may go to ``conn`` (its scope)."""
+        """Whether a broadcast about ``adw_id`` may go to ``conn`` (its scope; about
+        the service, ``adw_id`` None: whether it may read news of the service)."""
+        if adw_id is None:
+            return conn.monitor
         if conn.scope is None:
             return True
-        run = self._runs.get(adw_id) if adw_id is not None else None
+        run = self._runs.get(adw_id)
         return run is not None and sees(conn.scope, *run)
 
     def send_readable(self, frames: Sequence[tuple[str, bytes]]) -> None:

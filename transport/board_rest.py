@@ -20,6 +20,7 @@ import functools
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -58,11 +59,21 @@ class BoardRest:
         self._data_dir = events_path.parent
         self._stop_wait_s = stop_wait_s
 
-    async def answer(self, call: BoardCall) -> Reply:
-        """The reply to a board call (blocking work in an executor thread)."""
+    async def answer(self, call: BoardCall, shown: Callable[[str], bool] | None = None) -> Reply:
+        """The reply to a board call (blocking work in an executor thread).
+
+        ``shown``: whether the caller may see an adw_id (docs/security.md), asked on
+        the loop; any other is answered as if it did not exist. None: every one."""
+        if shown is not None and call.name == "delete" and not shown(call.adw_id):
+            return _not_found(call.adw_id)
         work = {"list": self._list, "filtered": self._filtered, "delete": self._delete}[call.name]
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(work, call))
+        reply = await loop.run_in_executor(None, functools.partial(work, call))
+        if shown is not None and call.name in ("list", "filtered") and isinstance(reply.body, dict):
+            adws = [a for a in reply.body["adws"] if shown(a["adw_id"])]
+            count = "count" if call.name == "list" else "total_count"
+            reply = Reply(reply.status, {**reply.body, "adws": adws, count: len(adws)})
+        return reply
 
     def _ask(self, method: str, *args: Any) -> Any:
         try:
@@ -109,11 +120,7 @@ class BoardRest:
         work = self._data_dir / "agents" / adw_id
         known = self._ask("adw_state", adw_id) is not None
         if not known and not work.exists():
-            return error(
-                HTTPStatus.NOT_FOUND,
-                ErrorCode.NOT_FOUND,
-                f"No run has adw_id {adw_id!r} and it has no work to remove.",
-            )
+            return _not_found(adw_id)
         active = self._active(adw_id)
         if active:
             cancel = CancelWorkflowData(adw_id=adw_id, reason="deleted from the board")
@@ -160,6 +167,14 @@ class BoardRest:
         }
         status = HTTPStatus.OK if not errors else HTTPStatus.INTERNAL_SERVER_ERROR
         return Reply(status, body)
+
+
+def _not_found(adw_id: str) -> Reply:
+    return error(
+        HTTPStatus.NOT_FOUND,
+        ErrorCode.NOT_FOUND,
+        f"No run has adw_id {adw_id!r} and it has no work to remove.",
+    )
 
 
 def _drop(_frame: bytes) -> None:

@@ -143,7 +143,9 @@ async def catch_up(
         # Read on only while the client is there: a big log is not read for nobody.
         while live and (chunk := await reading(_read, store, upto)):
             upto = chunk[-1].seq
-            live = await router.send_frames(connection_id, replay_frames(chunk, shown))
+            service = router.monitoring(connection_id)  # alerts: monitor:read
+            frames = replay_frames(chunk, shown, service=service)
+            live = await router.send_frames(connection_id, frames)
     except StoreError:
         pass  # no log yet: nothing to catch up on
     finally:

@@ -30,11 +30,12 @@ from adwd.actors.auth import (
     QUERY_CREDENTIALS,
     Authenticator,
     AuthFailed,
+    Permission,
     Principal,
     SecurityConfig,
+    scope_of,
     token_from_subprotocols,
 )
-from adwd.actors.guard import may_read_runs
 from adwd.actors.limits import AddressLimits, PrincipalLimits
 from adwd.events.domain import AccessDenied, AuthAttempted, ConnectionOpened, DomainEvent
 from adwd.events.errors import ErrorCode
@@ -59,6 +60,22 @@ def select_subprotocol(
 ) -> Subprotocol | None:
     """``adwd.v1`` if the client offers it; never echo a bearer subprotocol."""
     return Subprotocol(PROTOCOL) if PROTOCOL in offered else None
+
+
+def http_permission(method: str, path: str) -> Permission | None:
+    """The permission a plain HTTP request needs with authentication on (None: open).
+
+    Probes stay open; /health and /metrics need ``monitor:read`` (or loopback:
+    the host's own monitoring); the board's DELETE needs ``workflow:cancel``;
+    every other read under /api/ needs ``workflow:read``. The POST endpoints of
+    running workflows are not here: they have their run's own token."""
+    if path in ("/health", "/metrics"):
+        return Permission.MONITOR_READ
+    if method == "DELETE":
+        return Permission.WORKFLOW_CANCEL
+    if path.startswith("/api/"):
+        return Permission.WORKFLOW_READ
+    return None
 
 
 def address_of(connection: ServerConnection) -> str:
@@ -168,38 +185,80 @@ class HandshakeGuard:
         if self.config.limits_on:
             self._addresses.auth_failed(address, time.monotonic())
 
-    def authorize_http(self, request: HttpRequest) -> Reply | None:
-        """The read API (``GET /api/...``) with authentication on: a bearer token
-        whose principal may read runs. Probes (/livez, /readyz, /health) stay open."""
-        if self.authenticator is None or not request.path.startswith("/api/"):
+    def authorize_http(
+        self, request: HttpRequest, address: str, local: bool
+    ) -> Reply | Principal | None:
+        """Who may send a plain HTTP request, with authentication on (docs/security.md).
+
+        A refusal (401, 403, 429), or what to answer within: the principal whose
+        grant limits the runs shown, or None for everything (authentication off, an
+        unscoped principal, a probe, loopback reading /health or /metrics). Every
+        refusal is audited with the peer's address, never with the credential.
+        """
+        if self.authenticator is None:
             return None
+        need = http_permission(request.method, request.path)
+        if need is None or (local and need == Permission.MONITOR_READ):
+            return None
+        what = f"{request.method} {request.path}"[:200]
+        now = time.monotonic()
+        locked = self._addresses.locked(address, now) if self.config.limits_on else 0.0
+        if locked:
+            # Counted, not recorded again: the failures that locked it out were.
+            return error(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                ErrorCode.RATE_LIMITED,
+                f"Too many failed authentications from {address}; retry after {locked:g} s.",
+                (("Retry-After", str(max(1, round(locked)))),),
+            )
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
+            denied = AccessDenied(
+                address=address,
+                outcome="unauthenticated",
+                message_type=what,
+                permission=need.value,
+            )
+            self._audit(denied, "", "anonymous")
             return error(
                 HTTPStatus.UNAUTHORIZED,
                 ErrorCode.UNAUTHORIZED,
-                "The read API needs 'Authorization: Bearer <token>' (adwd token create, "
-                "or auth_response.token).",
+                f"{what} needs 'Authorization: Bearer <token>' with {need.value!r} "
+                "(adwd token create, or auth_response.token).",
                 (("WWW-Authenticate", 'Bearer realm="adwd"'),),
             )
         try:
             principal = self.authenticator.verify_bearer(token.strip(), time.time())
         except AuthFailed as failed:
+            self.auth_failed(address)
+            attempt = AuthAttempted(
+                address=address, method="bearer", outcome="failure", reason=failed.reason
+            )
+            self._audit(attempt, "", "anonymous")
             return error(
                 HTTPStatus.UNAUTHORIZED,
                 ErrorCode.UNAUTHORIZED,
                 failed.message,
                 (("WWW-Authenticate", 'Bearer realm="adwd"'),),
             )
-        if not may_read_runs(principal):
+        if not principal.may(need):
+            denied = AccessDenied(
+                address=address,
+                outcome="forbidden",
+                message_type=what,
+                permission=need.value,
+                user_id=principal.user_id,
+            )
+            self._audit(denied, "", principal.user_id)
             return error(
                 HTTPStatus.FORBIDDEN,
                 ErrorCode.FORBIDDEN,
-                f"{principal.user_id!r} may not read runs: it needs the 'workflow:read' "
-                "permission (for every workflow type).",
+                f"{principal.user_id!r} may not {what}: it needs the {need.value!r} "
+                "permission. Ask the operator for it.",
             )
-        return None
+        # A success is not recorded: boards poll the read API every few seconds.
+        return scope_of(principal)
 
     def _bearer(self, headers: Headers) -> Principal | None:
         """The principal of a bearer token in the headers, None if there is none."""

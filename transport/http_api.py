@@ -48,6 +48,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import SERVER
 
 from adwd.actors.agentstream import notifier_activity, posted_activity
+from adwd.actors.auth import Principal
 from adwd.actors.messages import AgentReport, LogLine, Progress, RouteOutcome, StageReport
 from adwd.events.errors import AdwdError, ErrorCode
 from adwd.events.http import (
@@ -106,10 +107,13 @@ class Unavailable(AdwdError):
     """Raised by a backend that cannot answer now (an actor stopped or did not answer)."""
 
 
-# A GET path -> its answer (health, readiness, the read API); runs on the loop.
-Read = Callable[[str], Awaitable[Reply]]
-# A board REST call (transport/board_api.py) -> its answer; runs on the loop.
-Board = Callable[["BoardCall"], Awaitable[Reply]]
+# (A GET path, the scope) -> its answer (health, readiness, the read API); on the loop.
+# The scope: the principal whose grant limits the runs shown (None: every run).
+Read = Callable[[str, Principal | None], Awaitable[Reply]]
+# (A board REST call (transport/board_api.py), the scope) -> its answer; on the loop.
+Board = Callable[["BoardCall", Principal | None], Awaitable[Reply]]
+# (request, peer address, from loopback) -> a refusal, or the scope to answer it in.
+Authorize = Callable[["HttpRequest", str, bool], "Reply | Principal | None"]
 # (adw_id, message for the run's actor, bearer token, from loopback) -> what came of it.
 # Blocking: called in an executor thread.
 Route = Callable[[str, object, str | None, bool], RouteOutcome]
@@ -122,8 +126,8 @@ class Backend:
     read: Read
     route: Route
     board: Board | None = None  # None: the board's REST calls are not served
-    # Security (docs/security.md): a refusal of a GET of the read API, or None to answer it.
-    authorize: Callable[[HttpRequest], Reply | None] | None = None
+    # Security (docs/security.md): who may read and delete; None: anyone (auth off).
+    authorize: Authorize | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,12 +349,18 @@ def _is_websocket_upgrade(head: h11.Request) -> bool:
 
 
 async def answer(
-    request: HttpRequest, backend: Backend, *, local: bool, timeout: float = ANSWER_S
+    request: HttpRequest,
+    backend: Backend,
+    *,
+    local: bool,
+    address: str = "",
+    timeout: float = ANSWER_S,
 ) -> Reply:
-    """The reply to a request that is not a WebSocket upgrade. Never raises."""
+    """The reply to a request that is not a WebSocket upgrade (from the peer at
+    ``address``; ``local``: from loopback). Never raises."""
     try:
         async with asyncio.timeout(timeout):
-            return await _answer(request, backend, local)
+            return await _answer(request, backend, local, address)
     except Unavailable as exc:
         return error(HTTPStatus.SERVICE_UNAVAILABLE, ErrorCode.UNAVAILABLE, str(exc))
     except TimeoutError:
@@ -368,28 +378,30 @@ async def answer(
         )
 
 
-async def _answer(request: HttpRequest, backend: Backend, local: bool) -> Reply:
+async def _answer(request: HttpRequest, backend: Backend, local: bool, address: str) -> Reply:
     method, path = request.method, request.path
     if method == "OPTIONS":  # a CORS preflight: respond() adds the headers for a local origin
         return Reply(HTTPStatus.NO_CONTENT)
     board = board_route(method, path, request.query) if backend.board is not None else None
-    if isinstance(board, BoardCall):
-        assert backend.board is not None
-        return await backend.board(board)
-    if board is not None:
+    if board is not None and not isinstance(board, BoardCall):
         return Reply(*board)  # 501: a board call adwd does not serve, and why
-    if method in ("GET", "HEAD"):
-        if path in WS_PATHS:
-            return error(
-                HTTPStatus.UPGRADE_REQUIRED,
-                ErrorCode.VALIDATION_ERROR,
-                f"{path} is a WebSocket endpoint: open a WebSocket to it (Upgrade: websocket).",
-                (("Upgrade", "websocket"),),
-            )
-        denied = backend.authorize(request) if backend.authorize else None
-        if denied is not None:
-            return denied
-        return await backend.read(path)
+    if method in ("GET", "HEAD") and path in WS_PATHS:
+        return error(
+            HTTPStatus.UPGRADE_REQUIRED,
+            ErrorCode.VALIDATION_ERROR,
+            f"{path} is a WebSocket endpoint: open a WebSocket to it (Upgrade: websocket).",
+            (("Upgrade", "websocket"),),
+        )
+    if isinstance(board, BoardCall) or method in ("GET", "HEAD"):
+        # Every read and the board's DELETE pass the one check (docs/security.md);
+        # what it lets through is answered within the principal's grant (its scope).
+        access = backend.authorize(request, address, local) if backend.authorize else None
+        if isinstance(access, Reply):
+            return access
+        if isinstance(board, BoardCall):
+            assert backend.board is not None
+            return await backend.board(board, access)
+        return await backend.read(path, access)
     if method == "POST" and (path in UPDATE_PATHS or path in AGENT_PATHS):
         return await _update(request, backend.route, local)
     return error(
@@ -519,7 +531,9 @@ class HttpAwareConnection(ServerConnection):
         return True if self._answering is not None else None  # None: asyncio closes
 
     async def _reply(self, exchange: HttpExchange, request: HttpRequest) -> None:
-        reply = await answer(request, self._backend, local=self._local())
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        address = str(peer[0]) if peer else ""
+        reply = await answer(request, self._backend, local=self._local(), address=address)
         self._close(exchange.respond(reply), drain=False)
 
     def _close(self, data: bytes, *, drain: bool) -> None:

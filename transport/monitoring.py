@@ -144,9 +144,9 @@ class Followers:
                 own.append((cid, self._quality(cid, f, now)))
                 f.next_quality = now + f.quality_s
         if out:
-            # With authentication on, a connection not (yet) allowed to read runs
-            # gets no news of the service either (router.send_readable).
-            self._router.send_readable(out)
+            # With authentication on, only to principals with monitor:read (or admin):
+            # the service's load and health help an attacker time an attack.
+            self._router.send_monitor(out)
         if own:
             self._router.send_each(own)
 

@@ -37,12 +37,13 @@ from adwd.actors.dispatch import Dispatcher
 from adwd.actors.guard import Guard
 from adwd.actors.messages import Append, Inbound, RouteOutcome
 from adwd.actors.monitor import Report
+from adwd.actors.owners import RunOwners, owners
 from adwd.actors.router import Router
 from adwd.actors.telemetry import CONTENT_TYPE, Telemetry
 from adwd.events import domain
 from adwd.events.codec import encode
-from adwd.events.errors import AdwdError, CloseCode, ErrorCode
-from adwd.events.store import NewEvent, StoredEvent
+from adwd.events.errors import AdwdError, CloseCode, ErrorCode, StoreError
+from adwd.events.store import EventStore, NewEvent, StoredEvent
 from adwd.events.wire import Error, ErrorData, SubscribeData
 from adwd.transport.board_api import BoardCall
 from adwd.transport.board_rest import BoardRest
@@ -102,6 +103,7 @@ class TransportActor(Actor):
         # One proxy, made once: pykka introspects the actor for every new proxy.
         self._ask_projector = projector.proxy()
         self._readers = Readers(events_path)
+        self._events_path = events_path
         self._board_rest = BoardRest(
             scheduler=scheduler, projector=projector, event_log=event_log, events_path=events_path
         )
@@ -138,6 +140,12 @@ class TransportActor(Actor):
         """Start the connection actors' dispatcher and the loop thread, listen, follow the log."""
         self._dispatcher = Dispatcher(self._connection_threads, name="adwd-conn")
         self._thread.start()
+        # Follow the log, then read who owns each run from it, before any client
+        # can connect: a scoped principal sees its runs from before this start, and
+        # nothing committed between the read and the subscribe is missed (what both
+        # saw is the same fact twice; the router keeps the newest).
+        self._event_log.proxy().subscribe(self._publish, first=True).get()
+        self._loop.call_soon_threadsafe(self._router.seed, self._owners())
         future = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
         try:
             self._server = future.result(timeout=10)
@@ -149,7 +157,6 @@ class TransportActor(Actor):
                 "Choose another --port or stop the process using it."
             ) from exc
         self.port = self._server.sockets[0].getsockname()[1]
-        self._event_log.proxy().subscribe(self._publish, first=True).get()
         loop, router = self._loop, self._router
         # send_readable: nothing of the runs to a connection that may not read them.
         self._projector.proxy().attach(
@@ -187,7 +194,7 @@ class TransportActor(Actor):
                     backend=Backend(
                         read=self._http_answer,
                         route=self._route_update,
-                        board=self._board_rest.answer,  # the board's REST calls (issue 14)
+                        board=self._board,  # the board's REST calls (issue 14)
                         authorize=self._guard.authorize_http if self._guard else None,
                     ),
                 ),
@@ -232,12 +239,47 @@ class TransportActor(Actor):
 
     def _publish(self, batch: Sequence[StoredEvent]) -> None:
         """Called by the EventLogActor after each commit."""
-        self._loop.call_soon_threadsafe(self._router.publish, batch)
+        with contextlib.suppress(RuntimeError):  # the loop closed: a failed start, stopping
+            self._loop.call_soon_threadsafe(self._router.publish, batch)
 
-    async def _http_answer(self, path: str) -> Reply:
-        """What a GET of ``path`` answers: health, readiness and the read API.
-        (http_api reads the request and writes this reply, CORS included.)"""
+    def _owners(self) -> RunOwners:
+        """Each run's (workflow_type, principal) from the log's ``run_queued`` events
+        (the newest MAX_RUNS; a linear read at start, measured in docs/security.md)."""
+        if not self._events_path.exists():
+            return RunOwners()
+        try:
+            store = EventStore(self._events_path, readonly=True)
+        except StoreError as exc:
+            log.warning("run owners not read (scoped principals see new runs only): %s", exc)
+            return RunOwners()
+        try:
+            return owners(store.read(types=["run_queued"]))
+        except StoreError as exc:
+            log.warning("run owners not read (scoped principals see new runs only): %s", exc)
+            return RunOwners()
+        finally:
+            store.close()
+
+    def _shown(self, scope: Principal | None) -> Callable[[str], bool] | None:
+        """Whether an adw_id is within ``scope``'s grant (None: every one is), asked of
+        the router's table of each run's type and owner. Loop thread only: called
+        after the answer's own awaits, one lookup per adw_id the answer holds."""
+        if scope is None:
+            return None
+        router = self._router
+        return lambda adw_id: router.within(adw_id, scope)
+
+    async def _board(self, call: BoardCall, scope: Principal | None) -> Reply:
+        """A board REST call, within ``scope``'s grant (None: every run)."""
+        return await self._board_rest.answer(call, self._shown(scope))
+
+    async def _http_answer(self, path: str, scope: Principal | None = None) -> Reply:
+        """What a GET of ``path`` answers: health, readiness and the read API, with
+        only the runs within ``scope``'s grant (None: every run); a run outside it
+        is answered as if it did not exist. (http_api reads the request, checks
+        who sent it, and writes this reply, CORS included.)"""
         loop = asyncio.get_running_loop()
+        shown = self._shown(scope)
 
         async def ask(call: Callable[[Any], Any]) -> Any:
             # The projector answers in its own thread; wait for it off the loop.
@@ -259,11 +301,17 @@ class TransportActor(Actor):
         if path == "/metrics" and self._telemetry is not None:
             return Reply(HTTPStatus.OK, self._telemetry.render(), (("Content-Type", CONTENT_TYPE),))
         if path == "/api/runs":
-            return Reply(HTTPStatus.OK, await ask(lambda p: p.overview()))
+            overview = await ask(lambda p: p.overview())
+            if shown is not None:
+                overview["runs"] = [r for r in overview["runs"] if shown(r["adw_id"])]
+                overview["queue"] = [q for q in overview["queue"] if shown(q["adw_id"])]
+                overview["metrics"] = None  # figures of every run: not within a scope
+            return Reply(HTTPStatus.OK, overview)
         if path.startswith("/api/adws/"):
             adw_id = urllib.parse.unquote(path.removeprefix("/api/adws/"))
+            # Asked either way: "not yours" must take as long as "none".
             state = await ask(lambda p: p.adw_state(adw_id))
-            if state is None:
+            if state is None or (shown is not None and not shown(adw_id)):
                 return error(
                     HTTPStatus.NOT_FOUND,
                     ErrorCode.NOT_FOUND,
@@ -359,6 +407,7 @@ class TransportActor(Actor):
             ws,
             readable=guard is None or guard.may_read(),
             scope=guard.scope() if guard is not None else None,
+            monitor=guard is None or guard.may_monitor(),
         )
         self._followers.add(
             connection_id, ws, interval_params(ws.request.path if ws.request else "")
@@ -528,6 +577,9 @@ class _LoopOutbox:
         router.set_readable(self._cid, True, scope)
         router.pause(self._cid)
         self._start(want, explicit, None)
+
+    def grant_monitor(self) -> None:
+        self._t._loop.call_soon_threadsafe(self._t._router.set_monitor, self._cid)
 
     def close(self, code: int, reason: str) -> None:
         self._t._loop.call_soon_threadsafe(self._t._router.close, self._cid, code, reason)

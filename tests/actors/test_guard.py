@@ -213,7 +213,11 @@ def test_no_command_without_its_permission(steps: list[tuple[str, str]], limited
             effects = guard.authenticate(
                 Authenticate(AuthenticateData(method="token", token=tok)), now
             )
-            if perms is not None:
+            # A refresh over the limits is refused: the connection keeps its principal.
+            limited_out = any(
+                isinstance(e, sec.Send) and b'"rate_limited"' in e.frame for e in effects
+            )
+            if perms is not None and not limited_out:
                 granted = perms
         elif kind == "send":
             admitted, effects = guard.admit(arg, None, None, now)
@@ -243,3 +247,17 @@ def test_refreshes_count_against_the_limits() -> None:
     replies = [sent(guard.authenticate(refresh, 0.0))[0] for _ in range(5)]
     assert [type(r).__name__ for r in replies].count("AuthResponse") == 3
     assert replies[-1].data.code == "rate_limited"
+
+
+@pytest.mark.parametrize(
+    ("perms", "monitors"),
+    [(["workflow:read"], False), (["monitor:read"], True), (["admin"], True)],
+)
+def test_news_of_the_service_needs_monitor_read(perms: list[str], monitors: bool) -> None:
+    guard = new_guard()
+    guard.start(0.0)
+    assert not guard.monitoring  # not authenticated: nothing of the service
+    message = Authenticate(AuthenticateData(method="token", token=token(perms)))
+    effects = guard.authenticate(message, 0.0)
+    assert any(isinstance(e, sec.GrantMonitor) for e in effects) is monitors
+    assert guard.monitoring is monitors

@@ -31,6 +31,8 @@ from adwd.actors.auth import (
     api_key_proof,
     bearer_subprotocol,
 )
+from adwd.actors.health import MonitorSettings, RuleSettings
+from adwd.events.domain import AccessDenied, AuthAttempted
 from adwd.events.errors import ConfigError
 from adwd.service.app import Service
 from tests.integration.conftest import TIMEOUT, Client, Running
@@ -520,6 +522,38 @@ def test_reader_cannot_trigger_or_cancel_but_reads(secure: Callable[..., Running
     reader.wait_for(lambda m: m["type"] == "subscribed")
 
 
+def test_reader_cannot_recover_or_terminate(secure: Callable[..., Running]) -> None:
+    """The commands added since (issue 11) are closed to a reader too: a recovery
+    starts a run, a terminate kills one."""
+    server = secure()
+    admin = server.client()
+    login_key(admin, "admin", ADMIN_KEY)
+    adw_id = admin.trigger("adw_sleep", adw_id="keepalive")["data"]["adw_id"]
+    reader = server.client()
+    assert login_key(reader, "reader", READER_KEY)["type"] == "auth_response"
+    commands = {
+        "recover": ({"option": "retry", "adw_id": adw_id}, "workflow:trigger"),
+        "terminate_workflow": ({"adw_id": adw_id}, "workflow:cancel"),
+    }
+    for kind, (data, permission) in commands.items():
+        reader.send({"type": kind, "request_id": kind, "data": data})
+        refused = reader.wait_for(lambda m, kind=kind: m.get("request_id") == kind)
+        assert refused["type"] == "error"
+        assert refused["data"]["code"] == "forbidden"
+        assert refused["data"]["details"]["permission"] == permission
+    admin.send({"type": "ping", "request_id": "alive"})
+    admin.wait_for(lambda m: m.get("request_id") == "alive")
+    assert not [
+        m
+        for m in admin.seen
+        if m["type"] == "status_update"
+        and m["data"]["adw_id"] == adw_id
+        and m["data"]["status"] in ("failed", "cancelled", "completed")
+    ]  # still running: neither command reached it
+    admin.send({"type": "cancel_workflow", "data": {"adw_id": adw_id}})
+    admin.wait_terminal(adw_id)
+
+
 def test_trigger_only_principal_sees_no_runs(secure: Callable[..., Running]) -> None:
     server = secure()
     client = server.client()
@@ -571,6 +605,157 @@ def test_http_reads_need_a_reader_token(secure: Callable[..., Running]) -> None:
     assert get("/api/runs", service_token(["workflow:trigger"])) == 403
     assert get("/api/runs", service_token(["workflow:read"])) == 200
     assert get("/livez") == 200
+
+
+def http(
+    server: Running, path: str, token: str | None = None, method: str = "GET"
+) -> tuple[int, Any]:
+    """(status, JSON body or None) of a plain HTTP request, with a bearer token if given."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.service.port, timeout=TIMEOUT)
+    conn.request(method, path, headers={"Authorization": f"Bearer {token}"} if token else {})
+    response = conn.getresponse()
+    raw = response.read()
+    conn.close()
+    return response.status, json.loads(raw) if raw and raw.startswith(b"{") else None
+
+
+def test_http_reads_show_scoped_principals_only_their_runs(
+    secure: Callable[..., Running],
+) -> None:
+    """The read API answers a scoped principal with its runs only; another run
+    looks as if it did not exist (the same 404 as an unknown adw_id)."""
+    server = secure()
+    admin = server.client()
+    login_key(admin, "admin", ADMIN_KEY)
+    own = server.client()
+    perms = ["workflow:read", "workflow:trigger", "workflow:cancel"]
+    own_token = service_token(perms, sub="own", own=True)
+    authenticate(own, "token", own_token)
+    mine = own.trigger("adw_plan_iso", adw_id="httpmine", issue_number="21")["data"]["adw_id"]
+    plan = admin.trigger("adw_plan_iso", adw_id="httpplan", issue_number="22")["data"]["adw_id"]
+    patch = admin.trigger("adw_patch_iso", adw_id="httppatch", issue_number="23")["data"]["adw_id"]
+    for adw_id in (mine, plan, patch):
+        admin.wait_terminal(adw_id)
+    planner = service_token(["workflow:read"], sub="planner", wft=["adw_plan_iso"])
+    reader = service_token(["workflow:read"], sub="reader")
+    scopes = {own_token: {mine}, planner: {mine, plan}, reader: {mine, plan, patch}}
+    for token, expected in scopes.items():
+        status, body = http(server, "/api/runs", token)
+        assert status == 200
+        assert {r["adw_id"] for r in body["runs"]} == expected
+        for path, count in (("/api/adws/list", "count"), ("/api/adws", "total_count")):
+            status, body = http(server, path, token)
+            assert status == 200
+            assert {a["adw_id"] for a in body["adws"]} == expected
+            assert body[count] == len(expected)
+        for adw_id in (mine, plan, patch):
+            status, body = http(server, f"/api/adws/{adw_id}", token)
+            assert status == (200 if adw_id in expected else 404)
+    # The scoped principal's figures of every run are not shown; the reader's are.
+    assert http(server, "/api/runs", own_token)[1]["metrics"] is None
+    assert http(server, "/api/runs", reader)[1]["metrics"] is not None
+    # A 404 for another's run reads exactly like one for an adw_id that never was.
+    hidden = http(server, f"/api/adws/{plan}", own_token)[1]
+    unknown = http(server, "/api/adws/neverwas", own_token)[1]
+    assert hidden["message"] == unknown["message"].replace("neverwas", plan)
+    # DELETE: another's run does not exist for it; without a token, 401; its own, done.
+    assert http(server, f"/api/adws/{plan}", own_token, "DELETE")[0] == 404
+    assert http(server, f"/api/adws/{plan}", None, "DELETE")[0] == 401
+    assert http(server, f"/api/adws/{plan}", reader, "DELETE")[0] == 403
+    assert http(server, f"/api/adws/{mine}", own_token, "DELETE")[0] == 200
+    assert http(server, f"/api/adws/{plan}", reader)[0] == 200  # never deleted
+
+
+def test_scoped_principals_see_their_runs_after_a_restart(
+    secure: Callable[..., Running], tmp_path: Path
+) -> None:
+    """Who owns each run is read from the log at start, not only learnt live."""
+    first = secure()
+    admin = first.client()
+    login_key(admin, "admin", ADMIN_KEY)
+    own_token = service_token(["workflow:read", "workflow:trigger"], sub="own", own=True)
+    own = first.client()
+    authenticate(own, "token", own_token)
+    mine = own.trigger("adw_plan_iso", adw_id="beforemine", issue_number="31")["data"]["adw_id"]
+    theirs = admin.trigger("adw_plan_iso", adw_id="beforetheirs")["data"]["adw_id"]
+    admin.wait_terminal(mine)
+    admin.wait_terminal(theirs)
+    first.service.stop()
+
+    second = secure(data_dir=first.data_dir)
+    again = second.client()
+    authenticate(again, "token", own_token)
+    again.send({"type": "subscribe", "request_id": "s", "data": {"since": 0}})
+    again.wait_for(lambda m: m["type"] == "subscribed")
+    again.send({"type": "ping", "request_id": "end"})
+    again.wait_for(lambda m: m.get("request_id") == "end" and m["type"] == "pong")
+    seen = {m["data"]["adw_id"] for m in again.seen if m["type"] == "status_update"}
+    assert seen == {mine}
+    status, body = http(second, "/api/adws/list", own_token)
+    assert status == 200
+    assert [a["adw_id"] for a in body["adws"]] == [mine]
+    assert http(second, f"/api/adws/{theirs}", own_token)[0] == 404
+
+
+def test_news_of_the_service_needs_monitor_read(secure: Callable[..., Running]) -> None:
+    """health_status, performance_metrics and alerts go to principals with monitor:read
+    only, live and on resume; a reader of runs alone gets none of them."""
+    rule = RuleSettings(raise_at=2, clear_at=2, for_s=0.1, keep_firing_for_s=60)
+    monitor = MonitorSettings(interval_s=0.05, health_interval_s=0.05, rules={"connections": rule})
+    server = secure(monitor=monitor)
+    plain = server.client("/ws/trigger?performance=0.05")
+    authenticate(plain, "token", service_token(["workflow:read"], sub="plain"))
+    watcher = server.client("/ws/trigger?performance=0.05")
+    assert login_key(watcher, "reader", READER_KEY)["type"] == "auth_response"  # monitor:read
+    watcher.wait_for(lambda m: m["type"] == "alert")  # two connections: the rule fires
+    for kind in ("health_status", "performance_metrics"):
+        watcher.wait_for(lambda m, kind=kind: m["type"] == kind)
+    plain.send({"type": "subscribe", "request_id": "s", "data": {"since": 0}})  # a replay too
+    plain.wait_for(lambda m: m["type"] == "subscribed")
+    plain.send({"type": "ping", "request_id": "end"})
+    plain.wait_for(lambda m: m.get("request_id") == "end" and m["type"] == "pong")
+    service_news = {"health_status", "performance_metrics", "alert"}
+    assert not [m for m in plain.seen if m["type"] in service_news]
+
+
+def _outward_address() -> str | None:
+    """An address of this host other than loopback, if it has one."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("198.51.100.1", 9))  # no packet is sent: it picks a route
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def test_health_and_metrics_need_monitor_read_beyond_loopback(
+    secure: Callable[..., Running],
+) -> None:
+    import http.client
+
+    address = _outward_address()
+    if address is None:
+        pytest.skip("this host has no address but loopback")
+    server = secure(host="0.0.0.0")
+
+    def get(host: str, path: str, token: str | None = None) -> int:
+        conn = http.client.HTTPConnection(host, server.service.port, timeout=TIMEOUT)
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    for path in ("/health", "/metrics"):
+        assert get("127.0.0.1", path) == 200  # the host's own monitoring
+        assert get(address, path) == 401
+        assert get(address, path, service_token(["workflow:read"])) == 403
+        assert get(address, path, service_token(["monitor:read"])) == 200
+    assert get(address, "/livez") == 200  # probes stay open
 
 
 # -- 4. limits -----------------------------------------------------------------
@@ -665,6 +850,40 @@ def test_failed_authentications_lock_the_address_out(
     with pytest.raises(InvalidStatus) as refused:
         server.client()
     assert refused.value.response.status_code == 429
+
+
+def test_http_authentication_failures_are_audited_and_lock_out(
+    secure: Callable[..., Running], tmp_path: Path
+) -> None:
+    """The read API's refusals are recorded as the WebSocket ones are (with the
+    address, never the token), and its failed tokens count toward the lockout."""
+    sec = security(tmp_path, limits=Limits(auth_failures_per_address=3, auth_lockout_s=30))
+    server = secure(security=sec)
+    expired = service_token(["workflow:read"], exp=int(time.time()) - 5)
+    assert http(server, "/api/runs")[0] == 401
+    assert http(server, "/api/adws/list", service_token(["workflow:trigger"], sub="trig"))[0] == 403
+    for _ in range(3):
+        assert http(server, "/api/runs", expired)[0] == 401
+    status, body = http(server, "/api/runs", service_token(["workflow:read"]))
+    assert status == 429  # locked out, a good token or not
+    assert body["error"] == "rate_limited"
+    server.service.stop()
+    events = server.events()
+    attempts = [e.event for e in events if isinstance(e.event, AuthAttempted)]
+    assert [(a.address, a.method, a.outcome, a.reason) for a in attempts] == [
+        ("127.0.0.1", "bearer", "failure", "expired")
+    ] * 3
+    denied = {
+        (e.event.outcome, e.event.address, e.event.message_type, e.event.permission, e.principal)
+        for e in events
+        if isinstance(e.event, AccessDenied)
+    }
+    assert denied == {
+        ("unauthenticated", "127.0.0.1", "GET /api/runs", "workflow:read", "anonymous"),
+        ("forbidden", "127.0.0.1", "GET /api/adws/list", "workflow:read", "trig"),
+    }
+    raw = (server.data_dir / "events.db").read_bytes()
+    assert expired.encode()[-24:] not in raw
 
 
 def test_oversized_frame_closes_1009(secure: Callable[..., Running]) -> None:

@@ -321,7 +321,7 @@ class FakeTransport:
         self.outcome = outcome
         self.fail: Exception | None = None
 
-    async def read(self, path: str) -> Reply:
+    async def read(self, path: str, scope: object = None) -> Reply:
         self.reads.append(path)
         if self.fail is not None:
             raise self.fail
@@ -485,7 +485,7 @@ def test_every_outcome_is_answered() -> None:
 def test_an_answer_that_does_not_come_in_time_is_a_503() -> None:
     """Before websockets' open_timeout aborts the connection, the client is told."""
 
-    async def slow(path: str) -> Reply:
+    async def slow(path: str, scope: object = None) -> Reply:
         await asyncio.sleep(10)
         return Reply(HTTPStatus.OK)
 

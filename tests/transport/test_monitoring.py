@@ -15,17 +15,17 @@ from adwd.transport.monitoring import Followers, interval_params
 
 
 class _Router:
-    """The two ways the router sends, recorded (the real one filters on readability)."""
+    """The two ways the router sends, recorded (the real one filters on monitor:read)."""
 
-    def __init__(self, unreadable: frozenset[str] = frozenset()) -> None:
+    def __init__(self, unmonitored: frozenset[str] = frozenset()) -> None:
         self.sent: list[tuple[str, bytes]] = []
-        self.unreadable = unreadable
+        self.unmonitored = unmonitored
 
     def send_each(self, frames: Sequence[tuple[str, bytes]]) -> None:
         self.sent.extend(frames)
 
-    def send_readable(self, frames: Sequence[tuple[str, bytes]]) -> None:
-        self.sent.extend((cid, f) for cid, f in frames if cid not in self.unreadable)
+    def send_monitor(self, frames: Sequence[tuple[str, bytes]]) -> None:
+        self.sent.extend((cid, f) for cid, f in frames if cid not in self.unmonitored)
 
 
 def _report(changed: bool = False) -> Report:
@@ -98,11 +98,11 @@ def test_intervals_from_the_url() -> None:
     assert interval_params("/ws") == (None, None, None)
 
 
-def test_news_of_the_service_only_to_connections_that_may_read_runs() -> None:
+def test_news_of_the_service_only_to_connections_with_monitor_read() -> None:
     clock = [100.0]
     followers, router = _followers(clock)
-    router.unreadable = frozenset({"anonymous"})  # not authenticated yet
-    followers.add("reader", _ws(), (None, 10.0, None))
+    router.unmonitored = frozenset({"anonymous"})  # not authenticated, or no monitor:read
+    followers.add("monitor", _ws(), (None, 10.0, None))
     followers.add("anonymous", _ws(), (None, 10.0, None))
     followers.update(_report())
-    assert sorted(router.sent) == [("reader", b"H"), ("reader", b"P")]
+    assert sorted(router.sent) == [("monitor", b"H"), ("monitor", b"P")]
