@@ -86,7 +86,7 @@ MESSAGE_PERMISSIONS: dict[str, Permission | None] = {
     # issue 14: the board's own messages
     "register_session": Permission.WORKFLOW_READ,
     "ticket_notification": Permission.WORKFLOW_TRIGGER,  # a restart removes the old run
-    "workflow_log": Permission.WORKFLOW_TRIGGER,  # written into a run's log
+    "workflow_log": Permission.WORKFLOW_TRIGGER,  # written into a run's log (unscoped only)
 }
 ANY_TYPE = "*"  # a command whose workflow type the scheduler decides
 

@@ -205,7 +205,7 @@ class ConnectionActor(DispatchedActor):
             return False
         tried = peek(frame)
         workflow_type = msg.data.workflow_type if isinstance(msg, TriggerWorkflow) else None
-        if isinstance(msg, Recover | CardMoved | TicketNotification):
+        if isinstance(msg, Recover | CardMoved | TicketNotification | ClientWorkflowLog):
             workflow_type = ANY_TYPE
         rid = tried.request_id if isinstance(tried.request_id, str) else None
         admitted, effects = guard.admit(str(tried.type), workflow_type, rid, now)

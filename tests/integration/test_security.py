@@ -1311,3 +1311,14 @@ def test_scoped_principals_cancel_only_their_runs(secure: Callable[..., Running]
     assert own.wait_terminal(mine)["data"]["cancelled"] is True
     admin.send({"type": "cancel_workflow", "data": {"adw_id": theirs}})
     admin.wait_terminal(theirs)
+
+
+def test_a_scoped_principal_may_not_write_into_run_logs(secure: Callable[..., Running]) -> None:
+    """A board's workflow_log lands in a run's log: one limited to its own runs (or to
+    some types) cannot know whose run it names, so it is refused (fail closed)."""
+    client = secure().client()
+    authenticate(client, "token", service_token(["workflow:trigger"], sub="own", own=True))
+    line = {"adw_id": "someone", "workflow_name": "adw_plan_iso", "message": "x", "level": "INFO",
+            "timestamp": "2026-11-29T00:00:00Z"}  # fmt: skip
+    client.send({"type": "workflow_log", "data": line})
+    assert client.wait_for(is_error("forbidden"))
