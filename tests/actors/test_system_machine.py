@@ -13,6 +13,7 @@ broadcast exactly once and in order.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import astuple
 from typing import Any
@@ -54,6 +55,9 @@ ADW_IDS = ("a1", "a2", "a3", None)
 RIDS = ("r1", "r2", "r3", None)
 
 
+SLOW_LIMIT = 600  # bytes a stalled client may have held before it is dropped (1013)
+
+
 class Client:
     """One connection: its Delivery and the frames it received."""
 
@@ -61,6 +65,11 @@ class Client:
         self.delivery = Delivery()
         self.since = since
         self.received: list[bytes] = []
+        self.stalled_upto: int | None = None  # a catch-up under way that covers this seq
+
+    def last_seq(self) -> int:
+        """The seq a client resumes from: that of the last frame it received."""
+        return json.loads(self.received[-1])["seq"] if self.received else self.since
 
 
 class System(RuleBasedStateMachine):
@@ -69,6 +78,7 @@ class System(RuleBasedStateMachine):
         self.log: list[StoredEvent] = []
         self.live = Projections()
         self.clients: dict[int, Client] = {}
+        self.dropped: list[Client] = []  # too slow: closed with 1013, to resume later
         self.next_client = 0
         self.ids = 0
         self._boot()
@@ -94,10 +104,15 @@ class System(RuleBasedStateMachine):
             self.log.append(stored)
             self.live.apply(stored)
             for target, adw_id, frame in wire_messages(stored):
-                for client in self.clients.values():
+                for cid, client in list(self.clients.items()):
                     wanted = target is None and client.delivery.wants(adw_id)
-                    if wanted and client.delivery.offer(seq, frame, adw_id, addressed=False):
+                    if not wanted:
+                        continue
+                    if client.delivery.offer(seq, frame, adw_id, addressed=False):
                         client.received.append(frame)
+                    elif client.delivery.over(0, SLOW_LIMIT):  # as the router does
+                        client.delivery.drop()
+                        self.dropped.append(self.clients.pop(cid))
 
     def _apply(self, key: tuple[str, str], outputs: list[Any]) -> None:
         self._commit([o for o in outputs if isinstance(o, DomainEvent)])
@@ -189,6 +204,34 @@ class System(RuleBasedStateMachine):
         client.received += replay_frames(self.log[since:head], None)
         client.received += client.delivery.resume(head) or []
 
+    @precondition(lambda self: any(c.stalled_upto is None for c in self.clients.values()))
+    @rule(data=st.data())
+    def stall(self, data: st.DataObject) -> None:
+        """A client re-subscribes (from where it is) and its catch-up is slow:
+        what is committed meanwhile is held for it, up to its limit."""
+        live = sorted(k for k, c in self.clients.items() if c.stalled_upto is None)
+        client = self.clients[data.draw(st.sampled_from(live))]
+        client.delivery.pause()
+        client.stalled_upto = len(self.log)
+        client.received += replay_frames(self.log[client.last_seq() : len(self.log)], None)
+
+    @precondition(lambda self: any(c.stalled_upto is not None for c in self.clients.values()))
+    @rule(data=st.data())
+    def catch_up_ends(self, data: st.DataObject) -> None:
+        stalled = sorted(k for k, c in self.clients.items() if c.stalled_upto is not None)
+        client = self.clients[data.draw(st.sampled_from(stalled))]
+        upto, client.stalled_upto = client.stalled_upto or 0, None
+        client.received += client.delivery.resume(upto) or []
+
+    @precondition(lambda self: self.dropped)
+    @rule()
+    def dropped_client_resumes(self) -> None:
+        """A client closed for being slow reconnects from the last seq it got."""
+        client = self.dropped.pop(0)
+        self.connect(client.last_seq())
+        again = self.clients[self.next_client - 1]
+        again.since, again.received = client.since, client.received + again.received
+
     @precondition(lambda self: self.clients)
     @rule(data=st.data())
     def disconnect(self, data: st.DataObject) -> None:
@@ -228,8 +271,15 @@ class System(RuleBasedStateMachine):
     @invariant()
     def clients_get_every_later_broadcast_once_in_order(self) -> None:
         for client in self.clients.values():
+            if client.stalled_upto is not None:
+                continue  # its catch-up has not ended: it has what it has so far
             expected = replay_frames(self.log[client.since :], None)
             assert client.received == expected
+        for client in self.dropped:  # what it got before it was dropped: a prefix, in order
+            assert (
+                client.received
+                == replay_frames(self.log[client.since :], None)[: len(client.received)]
+            )
 
 
 def _state(p: Projections) -> Any:
