@@ -20,7 +20,7 @@ import msgspec
 from adwd.actors.catalogue import WorkflowSpec, logs_path
 from adwd.events.domain import RunQueued, TriggerDeduplicated, TriggerRejected
 from adwd.events.errors import ErrorCode
-from adwd.events.wire import RecoverData, TriggerWorkflowData
+from adwd.events.wire import CardMovedData, RecoverData, TriggerWorkflowData
 from adwd.projections.lineage import Failure, LineageProjection
 
 RunKey = tuple[str, str]
@@ -409,3 +409,55 @@ def decide_recover(
         config=None,
         covers=remaining,
     )
+
+
+def card_move_trigger(
+    data: CardMovedData,
+    *,
+    stage_triggers: Mapping[str, str],
+    catalogue: Mapping[str, WorkflowSpec],
+    connection_id: str | None,
+    request_id: str | None,
+) -> TriggerWorkflowData | TriggerRejected:
+    """What a card moved on the board asks for: the trigger of the workflow
+    configured for its new stage, or a rejection when none is."""
+    workflow_type = stage_triggers.get(data.to_stage)
+    if workflow_type is None or workflow_type not in catalogue:
+        return TriggerRejected(
+            error=ErrorCode.NOT_FOUND,
+            message=f"No workflow is configured for stage {data.to_stage!r} "
+            f"(stage_triggers has: {', '.join(sorted(stage_triggers)) or 'none'}); "
+            "nothing started.",
+            adw_id=data.adw_id or "",
+            workflow_type="",
+            details={"field": "data.to_stage", "stage_triggers": dict(stage_triggers)},
+            connection_id=connection_id,
+            request_id=request_id,
+        )
+    return TriggerWorkflowData(
+        workflow_type=workflow_type,
+        adw_id=data.adw_id,
+        issue_number=data.issue_number,
+        model_set=data.model_set,
+        trigger_reason=f"card {data.card_id} moved to {data.to_stage}",
+        issue_type=data.issue_type,
+        issue_json=data.issue_json,
+    )
+
+
+def card_move_key(data: CardMovedData) -> str:
+    """Moves of one card to one stage are one request: the second starts nothing."""
+    return f"card:{data.card_id}:{data.to_stage}"
+
+
+def attempt_timeout(spec: WorkflowSpec, run: RunQueued, now: float) -> float | None:
+    """The limit of the attempt that starts now: its own start-to-close, cut to
+    what is left of the run's schedule-to-close (queueing and retries
+    included); None when that ran out before the attempt could start."""
+    timeout_s = spec.attempt_timeout_s
+    if spec.schedule_to_close_s <= 0:
+        return timeout_s
+    left = (run.first_queued or now) + spec.schedule_to_close_s - now
+    if left <= 0:
+        return None
+    return min(timeout_s, left) if timeout_s > 0 else left

@@ -25,7 +25,10 @@ from adwd.actors.admission import (
     RequestMemory,
     RunKey,
     SchedulerState,
+    attempt_timeout,
     authorise_update,
+    card_move_key,
+    card_move_trigger,
     decide_cancel,
     decide_recover,
     decide_trigger,
@@ -268,38 +271,23 @@ class SchedulerActor(Actor):
     def _on_card_moved(self, message: CardMove) -> None:
         """A drag-and-drop trigger: the workflow of the card's new stage, once
         per card and stage (a second move to the same stage starts nothing)."""
-        data = message.data
-        workflow_type = self._stage_triggers.get(data.to_stage)
-        once = f"card:{data.card_id}:{data.to_stage}"
+        once = card_move_key(message.data)
         earlier = self._requests.earlier(once)
         if earlier is not None:
             self._answer_again(
                 earlier, message.connection_id, message.principal, message.request_id
             )
             return
-        if workflow_type is None or workflow_type not in self._catalogue:
-            rejected = TriggerRejected(
-                error=ErrorCode.NOT_FOUND,
-                message=f"No workflow is configured for stage {data.to_stage!r} "
-                f"(stage_triggers has: {', '.join(sorted(self._stage_triggers)) or 'none'}); "
-                "nothing started.",
-                adw_id=data.adw_id or "",
-                workflow_type="",
-                details={"field": "data.to_stage", "stage_triggers": self._stage_triggers},
-                connection_id=message.connection_id,
-                request_id=message.request_id,
-            )
-            self._admit(rejected, message.connection_id, message.principal)
-            return
-        trigger = TriggerWorkflowData(
-            workflow_type=workflow_type,
-            adw_id=data.adw_id,
-            issue_number=data.issue_number,
-            model_set=data.model_set,
-            trigger_reason=f"card {data.card_id} moved to {data.to_stage}",
-            issue_type=data.issue_type,
-            issue_json=data.issue_json,
+        trigger = card_move_trigger(
+            message.data,
+            stage_triggers=self._stage_triggers,
+            catalogue=self._catalogue,
+            connection_id=message.connection_id,
+            request_id=message.request_id,
         )
+        if isinstance(trigger, TriggerRejected):
+            self._admit(trigger, message.connection_id, message.principal)
+            return
         decision = self._decide(trigger, message.connection_id, message.request_id)
         if not isinstance(decision, TriggerRejected):
             self._requests.remember(once, decision)  # a refused move may be made again
@@ -514,19 +502,15 @@ class SchedulerActor(Actor):
         if spec is None:  # recovered from the log, since removed from the config
             self._fail_unstartable(key, "its workflow type is no longer in the catalogue")
             return False
-        timeout_s = spec.attempt_timeout_s
-        if spec.schedule_to_close_s > 0:
-            # The whole run, queueing and retries included, has schedule_to_close_s.
-            left = (run.first_queued or self._clock()) + spec.schedule_to_close_s - self._clock()
-            if left <= 0:
-                self._fail_unstartable(
-                    key,
-                    f"timed out: its schedule_to_close_s ({spec.schedule_to_close_s:g} s) ran "
-                    "out before it could start",
-                    timed_out=True,
-                )
-                return False
-            timeout_s = min(timeout_s, left) if timeout_s > 0 else left
+        timeout_s = attempt_timeout(spec, run, self._clock())
+        if timeout_s is None:  # the whole run's schedule_to_close_s ran out while it waited
+            self._fail_unstartable(
+                key,
+                f"timed out: its schedule_to_close_s ({spec.schedule_to_close_s:g} s) ran "
+                "out before it could start",
+                timed_out=True,
+            )
+            return False
         token = self._tokens[key] = secrets.token_urlsafe(16)
         plan = plan_launch(
             spec,

@@ -247,3 +247,41 @@ def test_an_update_reaches_a_run_only_with_its_token_or_from_loopback(
         assert (verdict, key) == ("accepted", mine[0])
     else:
         assert (verdict, key) == ("forbidden", None)
+
+
+def test_an_attempt_gets_what_is_left_of_its_runs_schedule_to_close() -> None:
+    from adwd.actors.admission import attempt_timeout
+    from adwd.events.domain import RunQueued
+
+    run = RunQueued(adw_id="a", workflow_type="t", logs_path="/l", first_queued=100.0)
+    assert attempt_timeout(WorkflowSpec(start_to_close_s=60), run, 130.0) == 60
+    both = WorkflowSpec(start_to_close_s=60, schedule_to_close_s=50)
+    assert attempt_timeout(both, run, 130.0) == 20  # 100 + 50 - 130
+    assert attempt_timeout(both, run, 150.0) is None  # ran out while it waited
+    no_own = WorkflowSpec(start_to_close_s=0, schedule_to_close_s=50)
+    assert attempt_timeout(no_own, run, 110.0) == 40
+
+
+def test_a_card_move_triggers_its_stages_workflow_or_says_none_is_configured() -> None:
+    from adwd.actors.admission import card_move_key, card_move_trigger
+    from adwd.events.domain import TriggerRejected
+    from adwd.events.wire import CardMovedData, TriggerWorkflowData
+
+    moved = CardMovedData(card_id="9", to_stage="plan", adw_id="x1", issue_number="3")
+    got = card_move_trigger(
+        moved, stage_triggers={"plan": "plan"}, catalogue=CATALOGUE,
+        connection_id="c", request_id="r",
+    )  # fmt: skip
+    assert isinstance(got, TriggerWorkflowData)
+    assert (got.workflow_type, got.adw_id, got.issue_number) == ("plan", "x1", "3")
+    nowhere = card_move_trigger(
+        CardMovedData(card_id="9", to_stage="pr"), stage_triggers={"plan": "plan"},
+        catalogue=CATALOGUE, connection_id="c", request_id="r",
+    )  # fmt: skip
+    assert isinstance(nowhere, TriggerRejected)
+    assert "stage 'pr'" in nowhere.message
+    assert (
+        card_move_key(moved)
+        == card_move_key(moved)
+        != card_move_key(CardMovedData(card_id="9", to_stage="build"))
+    )

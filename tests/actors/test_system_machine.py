@@ -295,5 +295,5 @@ def _state(p: Projections) -> Any:
     )
 
 
-System.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+System.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
 test_system = System.TestCase
