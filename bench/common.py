@@ -5,11 +5,18 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def drain(stream: IO[str]) -> None:
+    """Read a server's stderr to its end on a thread, once its port is known: a
+    pipe nobody reads fills up (64 KiB) and blocks the server on its next log line."""
+    threading.Thread(target=stream.read, daemon=True).start()
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -22,7 +22,7 @@ import time
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.common import median, print_table, row, write_result
+from bench.common import drain, median, print_table, row, write_result
 from bench.loadgen import raise_nofile
 
 N = int(
@@ -64,6 +64,7 @@ async def _one(setting: str) -> tuple[float, float]:
         found = re.search(r":(\d+)/ws/trigger", line)
         if found:
             port = int(found.group(1))
+            drain(proc.stderr)
             break
     url = f"ws://127.0.0.1:{port}/ws/trigger"
     try:

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import median, print_table, row, write_result
+from bench.common import drain, median, print_table, row, write_result
 
 ROUNDS = int(os.environ.get("ADWD_BENCH_ROUNDS", "3"))
 SERVING = re.compile(r"serving ws://127\.0\.0\.1:(\d+)/")
@@ -51,6 +51,7 @@ def _serve(config: Path) -> tuple[subprocess.Popen[str], int, float]:
     for line in proc.stderr:
         found = SERVING.search(line)
         if found:
+            drain(proc.stderr)
             return proc, int(found.group(1)), time.perf_counter() - began
     raise RuntimeError(f"adwd serve exited with {proc.wait()} before listening")
 
