@@ -111,6 +111,7 @@ class SchedulerActor(Actor):
         retry_classes: Mapping[str, RetryPolicy] | None = None,
         stage_triggers: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        lineage_of: Callable[[str], tuple[str, ...] | None] | None = None,
     ) -> None:
         super().__init__()
         self._faults = fault_injection
@@ -146,6 +147,8 @@ class SchedulerActor(Actor):
         self._stage_triggers = dict(stage_triggers or {})
         self._clock = clock
         self._wake: threading.Timer | None = None
+        # An adw_id older than those loaded at start: its lineage from views.db.
+        self._lineage_of = lineage_of
 
     def on_start(self) -> None:
         """Start the runs recovered from the log, if there is room."""
@@ -297,6 +300,13 @@ class SchedulerActor(Actor):
     def _decide(
         self, trigger: TriggerWorkflowData, connection_id: str | None, request_id: str | None
     ) -> RunQueued | TriggerDeduplicated | TriggerRejected:
+        adw_id = trigger.adw_id
+        if adw_id and adw_id not in self._lineage.known and self._lineage_of is not None:
+            completed = self._lineage_of(adw_id)
+            if completed is not None:
+                self._lineage.known.add(adw_id)
+                if completed:
+                    self._lineage.completed.setdefault(adw_id, set()).update(completed)
         return decide_trigger(
             self._state,
             trigger,

@@ -41,7 +41,10 @@ _RUN_COLUMNS = (
     "current_step", "message", "queued_ts", "started_ts", "ended_ts", "duration_s", "pid",
     "proc_start", "expected_s", "exit_code", "cancelled", "resource_usage", "request", "stage",
 )  # fmt: skip
-SCHEMA_VERSION = 5  # 3: runs.stage; 4: lineage, recovery_outcomes; 5: requests
+SCHEMA_VERSION = 6  # 3: runs.stage; 4: lineage, recovery_outcomes; 5: requests; 6: lineage.seq
+# adw_ids whose lineage a start loads (the newest); older ones are read on demand
+# (ViewStore.lineage_of), so a restart costs the same whatever the history's length.
+KEEP_LINEAGE = 500
 _AUDIT_COLUMNS = tuple(AuditEntry.__dataclass_fields__)
 _encode = msgspec.json.encode
 _usage = msgspec.json.Decoder(ResourceUsage | None)
@@ -104,7 +107,10 @@ class ViewStore:
         audit.update(seq=int, ts=float)
         t("audit").create(audit, pk="seq", if_not_exists=True)
         t("audit").create_index(["adw_id"], if_not_exists=True)
-        t("lineage").create({"adw_id": str, "data": str}, pk="adw_id", if_not_exists=True)
+        t("lineage").create(
+            {"adw_id": str, "seq": int, "data": str}, pk="adw_id", if_not_exists=True
+        )
+        t("lineage").create_index(["seq"], if_not_exists=True)
         t("requests").create(
             {"request_id": str, "seq": int, "decision": str}, pk="request_id", if_not_exists=True
         )
@@ -153,8 +159,11 @@ class ViewStore:
                     [tuple(getattr(a, c) for c in _AUDIT_COLUMNS) for a in audit],
                 )
                 self._conn.executemany(
-                    "INSERT OR REPLACE INTO lineage VALUES (?, ?)",
-                    [(a, _encode(_lineage_row(lineage, a)).decode()) for a in adw_ids],
+                    "INSERT OR REPLACE INTO lineage VALUES (?, ?, ?)",
+                    [
+                        (a, projections.seq, _encode(row).decode())
+                        for a, row in _lineage_rows(lineage, adw_ids).items()
+                    ],
                 )
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO requests VALUES (?, ?, ?)",
@@ -242,6 +251,14 @@ class ViewStore:
             f"SELECT {columns} FROM runs ORDER BY last_seq DESC LIMIT ?", (limit,)
         ).fetchall()
         return [_run_view(row) for row in reversed(rows)]
+
+    def lineage_of(self, adw_id: str) -> tuple[str, ...] | None:
+        """The stages completed runs of ``adw_id`` covered, or None if no run has it
+        (for an adw_id older than the ones a start loads)."""
+        row = self._conn.execute("SELECT data FROM lineage WHERE adw_id = ?", (adw_id,)).fetchone()
+        if row is None:
+            return None
+        return tuple(msgspec.json.decode(row[0], type=_LineageRow).completed)
 
     def runs_of(self, adw_id: str) -> list[RunView]:
         """Every run of an adw_id the views hold (one per workflow type), oldest first."""
@@ -360,15 +377,30 @@ class _LineageRow(msgspec.Struct, frozen=True):
     ended: list[RunQueued] = []  # failed, their error_report not folded yet
 
 
-def _lineage_row(lineage: LineageProjection, adw_id: str) -> _LineageRow:
-    failures = [
-        lineage.failures[error_id]
-        for (a, _), error_id in lineage.last_failure.items()
-        if a == adw_id and error_id in lineage.failures
-    ]
-    pending = [(k[1], c, o) for k, (c, o) in lineage.pending.items() if k[0] == adw_id]
-    ended = [run for k, run in lineage.ended.items() if k[0] == adw_id]
-    return _LineageRow(sorted(lineage.completed.get(adw_id, ())), failures, pending, ended)
+def _lineage_rows(lineage: LineageProjection, adw_ids: set[str]) -> dict[str, _LineageRow]:
+    """The rows of the adw_ids that changed, each folded once (one pass over the
+    failures, the pending recoveries and the reports awaited, not one per adw_id)."""
+    failures: dict[str, list[Failure]] = {}
+    for (adw_id, _), error_id in lineage.last_failure.items():
+        if adw_id in adw_ids and error_id in lineage.failures:
+            failures.setdefault(adw_id, []).append(lineage.failures[error_id])
+    pending: dict[str, list[tuple[str, str, str]]] = {}
+    for (adw_id, kind), (error_class, option) in lineage.pending.items():
+        if adw_id in adw_ids:
+            pending.setdefault(adw_id, []).append((kind, error_class, option))
+    ended: dict[str, list[RunQueued]] = {}
+    for (adw_id, _), run in lineage.ended.items():
+        if adw_id in adw_ids:
+            ended.setdefault(adw_id, []).append(run)
+    return {
+        a: _LineageRow(
+            sorted(lineage.completed.get(a, ())),
+            failures.get(a, []),
+            pending.get(a, []),
+            ended.get(a, []),
+        )
+        for a in adw_ids
+    }
 
 
 def _load_lineage(conn: sqlite3.Connection, p: Projections) -> None:
@@ -378,7 +410,10 @@ def _load_lineage(conn: sqlite3.Connection, p: Projections) -> None:
     lineage.seq = p.seq
     decode = msgspec.json.Decoder(_LineageRow).decode
     failures: list[Failure] = []
-    for adw_id, data in conn.execute("SELECT adw_id, data FROM lineage"):
+    newest = conn.execute(
+        "SELECT adw_id, data FROM lineage ORDER BY seq DESC LIMIT ?", (KEEP_LINEAGE,)
+    ).fetchall()
+    for adw_id, data in reversed(newest):
         row = decode(data)
         lineage.known.add(adw_id)
         if row.completed:

@@ -7,9 +7,11 @@ import copy
 import functools
 import logging
 import os
+import sqlite3
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -22,7 +24,7 @@ from adwd.actors.scheduler import SchedulerActor
 from adwd.actors.telemetry import Telemetry
 from adwd.actors.workflow import WorkflowActor
 from adwd.events.domain import SYSTEM_STREAM, ActorFailed, ServiceStarted, ServiceStopped
-from adwd.events.errors import AdwdError
+from adwd.events.errors import AdwdError, StoreError
 from adwd.events.store import EventStore, NewEvent, StoredEvent
 from adwd.projections.health import ALERT_TYPES, resolve_at_start, unresolved
 from adwd.projections.runs import RunsProjection
@@ -216,6 +218,7 @@ class Service:
             retry=cfg.retry,
             retry_classes=cfg.retry_classes,
             stage_triggers=cfg.stage_triggers,
+            lineage_of=_lineage_reader(data / VIEWS_FILE),
         )
         to_scheduler.attach(self._scheduler)
         self._transport = TransportActor.start(
@@ -359,3 +362,20 @@ class Service:
         if not self.fatal.is_set():
             self.fatal_reason = reason
             self.fatal.set()
+
+
+def _lineage_reader(path: Path) -> Callable[[str], tuple[str, ...] | None]:
+    """What completed runs of an old adw_id covered, read from views.db on the
+    scheduler's thread (its own read-only connection, opened on first use)."""
+    store: list[ViewStore] = []
+
+    def lineage_of(adw_id: str) -> tuple[str, ...] | None:
+        try:
+            if not store:
+                store.append(ViewStore(path, readonly=True))
+            return store[0].lineage_of(adw_id)
+        except (StoreError, sqlite3.Error):
+            log.exception("could not read the lineage of %s from %s", adw_id, path)
+            return None
+
+    return lineage_of

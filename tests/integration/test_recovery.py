@@ -342,3 +342,22 @@ def test_a_plan_completed_before_a_restart_still_counts(start_service: Start) ->
     answer = client.wait_for(lambda m: m["type"] == "trigger_response")["data"]
     assert (answer["status"], answer["workflow_name"]) == ("accepted", "adw_test_iso")
     assert client.wait_terminal(adw_id)["data"]["status"] == "completed"
+
+
+def test_an_adw_id_older_than_those_loaded_at_start_is_read_on_demand(
+    start_service: Start, monkeypatch: Any
+) -> None:
+    from adwd.projections import views
+
+    first = start_service()
+    client = first.client()
+    old = client.planned("old00001")
+    client.planned("new00001")
+    first.service.stop()
+    monkeypatch.setattr(views, "KEEP_LINEAGE", 1)  # a start loads only the newest adw_id
+    again = start_service()
+    client = again.client()
+    assert client.trigger("adw_build_iso", adw_id=old)["data"]["status"] == "accepted"
+    assert client.wait_terminal(old)["data"]["status"] == "completed"
+    unknown = client.trigger("adw_build_iso", adw_id="never001")["data"]
+    assert (unknown["status"], unknown["error"]) == ("rejected", "conflict")
