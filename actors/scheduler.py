@@ -362,6 +362,9 @@ class SchedulerActor(Actor):
         """Stop every running workflow (each records its run as interrupted)."""
         if self._wake is not None:
             self._wake.cancel()
+        close = getattr(self._lineage_of, "close", None)
+        if close is not None:
+            close()  # on this thread, which opened it
         futures = [ref.stop(block=False) for ref in self._workers.values()]
         for future in futures:
             try:

@@ -10,7 +10,7 @@ import os
 import sqlite3
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -218,7 +218,7 @@ class Service:
             retry=cfg.retry,
             retry_classes=cfg.retry_classes,
             stage_triggers=cfg.stage_triggers,
-            lineage_of=_lineage_reader(data / VIEWS_FILE),
+            lineage_of=_LineageReader(data / VIEWS_FILE),
         )
         to_scheduler.attach(self._scheduler)
         self._transport = TransportActor.start(
@@ -364,18 +364,26 @@ class Service:
             self.fatal.set()
 
 
-def _lineage_reader(path: Path) -> Callable[[str], tuple[str, ...] | None]:
+class _LineageReader:
     """What completed runs of an old adw_id covered, read from views.db on the
-    scheduler's thread (its own read-only connection, opened on first use)."""
-    store: list[ViewStore] = []
+    scheduler's thread: its own read-only connection, opened on first use and
+    closed by the scheduler when it stops (on the same thread)."""
 
-    def lineage_of(adw_id: str) -> tuple[str, ...] | None:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._store: ViewStore | None = None
+
+    def __call__(self, adw_id: str) -> tuple[str, ...] | None:
         try:
-            if not store:
-                store.append(ViewStore(path, readonly=True))
-            return store[0].lineage_of(adw_id)
+            if self._store is None:
+                self._store = ViewStore(self._path, readonly=True)
+            return self._store.lineage_of(adw_id)
         except (StoreError, sqlite3.Error):
-            log.exception("could not read the lineage of %s from %s", adw_id, path)
+            log.exception("could not read the lineage of %s from %s", adw_id, self._path)
             return None
 
-    return lineage_of
+    def close(self) -> None:
+        """Close the connection, if one was opened."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
