@@ -247,9 +247,7 @@ class SchedulerActor(Actor):
 
     def _on_recover(self, message: Recovery) -> None:
         rid = message.request_id
-        earlier = self._requests.earlier(rid)
-        if earlier is not None and rid is not None:
-            self._answer_again(earlier, message.connection_id, message.principal, rid)
+        if self._answered_before(rid, message):
             return
         decision = decide_recover(
             message.data,
@@ -275,11 +273,7 @@ class SchedulerActor(Actor):
         """A drag-and-drop trigger: the workflow of the card's new stage, once
         per card and stage (a second move to the same stage starts nothing)."""
         once = card_move_key(message.data)
-        earlier = self._requests.earlier(once)
-        if earlier is not None:
-            self._answer_again(
-                earlier, message.connection_id, message.principal, message.request_id
-            )
+        if self._answered_before(once, message):
             return
         trigger = card_move_trigger(
             message.data,
@@ -337,6 +331,15 @@ class SchedulerActor(Actor):
             self._state.enqueue(decision)
             self._start_runs()
 
+    def _answered_before(self, key: str | None, message: Trigger | Recovery | CardMove) -> bool:
+        """A command decided before under ``key`` (its request_id, or a card's move):
+        answer it again, as then, and run nothing. False if it is new."""
+        earlier = self._requests.earlier(key)
+        if earlier is None or key is None:
+            return False
+        self._answer_again(earlier, message.connection_id, message.principal, message.request_id)
+        return True
+
     def _answer_again(
         self,
         earlier: RunQueued | TriggerDeduplicated | TriggerRejected,
@@ -375,9 +378,7 @@ class SchedulerActor(Actor):
 
     def _on_trigger(self, message: Trigger) -> None:
         rid = message.request_id
-        earlier = self._requests.earlier(rid)
-        if earlier is not None and rid is not None:
-            self._answer_again(earlier, message.connection_id, message.principal, rid)
+        if self._answered_before(rid, message):
             return
         decision = self._decide(message.data, message.connection_id, rid)
         self._requests.remember(rid, decision)
